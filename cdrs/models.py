@@ -1,0 +1,211 @@
+"""Call legs and their per-customer (or per-card) costs, live and archived.
+
+The store keeps two pairs of tables with the same columns: `Leg`/`LegCost` (hot) and
+`ArchivedLeg`/`ArchivedLegCost` (archive). A query with archive=0 only ever touches the
+hot tables, so it does not slow down as the archive grows; archive=1 runs the same
+filters on both and merges them in one ordered UNION ALL. A leg keeps its `id` when it
+moves, so a leg is identified the same way wherever it lives.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db import models
+from django.db.models import F, Q
+
+from customers.models import Card, Currency, Customer, Invoice, Peer
+from enswitch.fields import CodePointCharField
+
+if TYPE_CHECKING:
+    from customers.models import User
+
+
+def fold_case(text: str) -> str:
+    """Lower-case character by character with Unicode's mapping (no full case folding).
+
+    Stored beside the caller name so the case-insensitive match is a plain comparison
+    that behaves the same on PostgreSQL and SQLite (whose LIKE only folds ASCII).
+    """
+    return "".join(ch.lower() for ch in text)
+
+
+class Direction(models.TextChoices):
+    IN = "in"
+    OUT = "out"
+    INTERNAL = "internal"
+
+
+class LegQuerySet(models.QuerySet):
+    def visible_to(self, user: User) -> LegQuerySet:
+        """The one scoping rule: legs whose scustomer or dcustomer is the user's customer
+        or under it. Every API endpoint starts from here."""
+        customer = user.customer
+        if customer.is_system_owner:
+            return self.all()  # everything on the system is under the owner
+        subtree = Customer.objects.subtree(customer).values("pk")
+        return self.filter(Q(scustomer_id__in=subtree) | Q(dcustomer_id__in=subtree))
+
+    def for_customers(self, customer_ids: models.QuerySet | list[int]) -> LegQuerySet:
+        """Legs that belong to a set of customers (as scustomer or dcustomer)."""
+        if isinstance(customer_ids, list) and len(customer_ids) == 1:
+            (cid,) = customer_ids
+            return self.filter(Q(scustomer_id=cid) | Q(dcustomer_id=cid))
+        return self.filter(Q(scustomer_id__in=customer_ids) | Q(dcustomer_id__in=customer_ids))
+
+
+class LegBase(models.Model):
+    uniqueid = CodePointCharField(max_length=255)
+    callid = CodePointCharField(max_length=255)
+    start = models.BigIntegerField(help_text="Unix time.")
+    end = models.BigIntegerField(help_text="Unix time.")
+    talktime = models.BigIntegerField(default=0)
+    status = CodePointCharField(max_length=255, blank=True, default="")
+    direction = CodePointCharField(max_length=16, choices=Direction.choices)
+    stype = CodePointCharField(max_length=255, blank=True, default="")
+    snumber = CodePointCharField(max_length=255, blank=True, default="")
+    ctype = CodePointCharField(max_length=255, blank=True, default="")
+    cnumber = CodePointCharField(max_length=255, blank=True, default="")
+    dtype = CodePointCharField(max_length=255, blank=True, default="")
+    dnumber = CodePointCharField(max_length=255, blank=True, default="")
+    callername = CodePointCharField(max_length=255, blank=True, default="")
+    callername_folded = CodePointCharField(max_length=1024, blank=True, default="", editable=False)
+    scustomer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    dcustomer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    peer = models.ForeignKey(
+        Peer, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    card = models.ForeignKey(
+        Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    objects = LegQuerySet.as_manager()
+
+    # Set on the concrete classes; rows carry it as `archived`.
+    ARCHIVED: int = 0
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.uniqueid
+
+    def save(self, *args, **kwargs) -> None:
+        self.callername_folded = fold_case(self.callername)
+        super().save(*args, **kwargs)
+
+    @property
+    def totaltime(self) -> int:
+        return self.end - self.start
+
+
+def leg_constraints(prefix: str) -> list[models.BaseConstraint]:
+    return [
+        models.CheckConstraint(condition=Q(end__gte=F("start")), name=f"{prefix}_end_after_start"),
+        models.CheckConstraint(
+            condition=Q(talktime__gte=0) & Q(talktime__lte=F("end") - F("start")),
+            name=f"{prefix}_talktime_within_leg",
+        ),
+        models.CheckConstraint(
+            condition=Q(direction__in=Direction.values), name=f"{prefix}_direction_known"
+        ),
+        # A constraint rather than unique=True: on PostgreSQL the column's "C" collation
+        # already serves prefix searches, so Django's extra pattern-ops index is not wanted.
+        models.UniqueConstraint(fields=["uniqueid"], name=f"{prefix}_uniqueid_unique"),
+    ]
+
+
+def leg_indexes(prefix: str) -> list[models.Index]:
+    # Why these: every query is a time range ordered by start (then uniqueid), narrowed
+    # by the customers on either side of the leg.
+    return [
+        models.Index(fields=["start", "uniqueid"], name=f"{prefix}_start_uid"),
+        models.Index(fields=["scustomer", "start"], name=f"{prefix}_scust_start"),
+        models.Index(fields=["dcustomer", "start"], name=f"{prefix}_dcust_start"),
+        models.Index(fields=["callid"], name=f"{prefix}_callid"),
+    ]
+
+
+class Leg(LegBase):
+    ARCHIVED = 0
+
+    class Meta:
+        verbose_name = "call leg"
+        constraints = leg_constraints("leg")
+        indexes = leg_indexes("leg")
+
+
+class ArchivedLeg(LegBase):
+    ARCHIVED = 1
+
+    class Meta:
+        verbose_name = "archived call leg"
+        constraints = leg_constraints("archleg")
+        indexes = leg_indexes("archleg")
+
+
+class CostBase(models.Model):
+    """What one customer (or one calling card) is charged for a leg."""
+
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    card = models.ForeignKey(
+        Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    cost = models.DecimalField(max_digits=24, decimal_places=6, help_text="Excluding tax.")
+    tax = models.DecimalField(max_digits=24, decimal_places=6, default=0)
+    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        who = f"customer {self.customer_id}" if self.customer_id else f"card {self.card_id}"
+        return f"{self.cost} {self.currency_id} for {who}"
+
+
+def cost_constraints(prefix: str) -> list[models.BaseConstraint]:
+    return [
+        models.CheckConstraint(
+            condition=(
+                Q(customer__isnull=False, card__isnull=True)
+                | Q(customer__isnull=True, card__isnull=False)
+            ),
+            name=f"{prefix}_customer_xor_card",
+        ),
+        models.UniqueConstraint(
+            fields=["leg", "customer"],
+            condition=Q(customer__isnull=False),
+            name=f"{prefix}_one_per_customer",
+        ),
+        models.UniqueConstraint(
+            fields=["leg", "card"], condition=Q(card__isnull=False), name=f"{prefix}_one_per_card"
+        ),
+    ]
+
+
+class LegCost(CostBase):
+    leg = models.ForeignKey(Leg, on_delete=models.CASCADE, related_name="costs")
+
+    class Meta:
+        verbose_name = "leg cost"
+        constraints = cost_constraints("legcost")
+
+
+class ArchivedLegCost(CostBase):
+    leg = models.ForeignKey(ArchivedLeg, on_delete=models.CASCADE, related_name="costs")
+
+    class Meta:
+        verbose_name = "archived leg cost"
+        constraints = cost_constraints("archlegcost")
+
+
+LEG_MODELS: tuple[type[LegBase], ...] = (Leg, ArchivedLeg)

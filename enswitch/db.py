@@ -1,0 +1,54 @@
+"""Per-connection set-up that makes SQLite answer like PostgreSQL.
+
+- LIKE is case-sensitive (PostgreSQL's is; SQLite's folds ASCII by default), so number
+  matching means the same on both.
+- `enswitch_money(amount, from_value, to_value)` converts and rounds an amount exactly,
+  with Decimal, halves away from zero, as PostgreSQL's numeric `round(x, 6)` does;
+  SQLite's own arithmetic is binary floating point.
+- WAL journal, so readers (API requests) are not blocked by a writer (import, archive).
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
+
+MICRO = Decimal("0.000001")
+
+
+def _decimal(value: Any) -> Decimal:
+    # SQLite hands numeric columns over as int or float; repr() gives the shortest text
+    # that reads back to the same float, which is the decimal that was stored.
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def convert_money(amount: Any, from_value: Any, to_value: Any) -> Decimal:
+    """amount x from_value / to_value, rounded to 6 places, halves away from zero."""
+    exact = _decimal(amount) * _decimal(from_value) / _decimal(to_value)
+    return exact.quantize(MICRO, rounding=ROUND_HALF_UP)
+
+
+def _sqlite_money(amount: Any, from_value: Any, to_value: Any) -> float | None:
+    if amount is None or from_value is None or to_value is None:
+        return None
+    try:
+        return float(convert_money(amount, from_value, to_value))
+    except (InvalidOperation, ZeroDivisionError):
+        return None
+
+
+@receiver(connection_created)
+def setup_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
+    if connection.vendor != "sqlite":
+        return
+    raw = connection.connection
+    raw.create_function("enswitch_money", 3, _sqlite_money, deterministic=True)
+    with raw:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA case_sensitive_like = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
