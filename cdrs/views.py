@@ -1,11 +1,82 @@
-from django.http import HttpResponse
-from django.views import View
+"""`cdrs/list` and `cdrs/get`: parse -> authenticate -> authorise -> filter -> order -> rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.http import HttpResponseBase, StreamingHttpResponse
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cdrs.filters import LegFilterSet, LegGetFilterSet
+from cdrs.rows import COLUMNS, row_to_dict, stream_rows
+from enswitch.api.authentication import EnswitchAuthentication
+from enswitch.api.envelope import NotFound, entry, envelope
+from enswitch.api.exceptions import as_enswitch_error, envelope_response
+from enswitch.api.params import request_params
+from enswitch.api.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
+from enswitch.api.renderers import AlwaysEnvelope, EnvelopeRenderer
+
+# Answers up to this many rows are built in one piece; longer ones are streamed.
+STREAM_ABOVE = 5000
 
 
-class CdrListView(View):
-    def get(self, request):  # placeholder until the API lands
-        return HttpResponse(status=501)
+class EnswitchView(APIView):
+    authentication_classes = [EnswitchAuthentication]
+    permission_classes = [RoleAllowsCdrs, RatePlanAllowsCdrs]
+    renderer_classes = [EnvelopeRenderer]
+    parser_classes: list = []
+    content_negotiation_class = AlwaysEnvelope
+    throttle_classes: list = []
+    http_method_names = ["get", "post", "head"]
+
+    def get(self, request: Any) -> HttpResponseBase:
+        params = request_params(request._request)
+        return self.answer(request, params)
+
+    post = get
+
+    def answer(self, request: Any, params: Any) -> HttpResponseBase:
+        raise NotImplementedError
 
 
-class CdrGetView(CdrListView):
-    pass
+class CdrListView(EnswitchView):
+    permission_classes = [RoleAllowsCdrs, RoleAllowsListOptions, RatePlanAllowsCdrs]
+
+    def answer(self, request: Any, params: Any) -> HttpResponseBase:
+        filterset = LegFilterSet(params, user=request.user, now=int(time.time()))
+        filterset.validate()
+        rows = filterset.rows(COLUMNS)
+        currency = request.user.customer.currency_id
+        limit = filterset.value("limit") or 0
+        if 0 < limit <= STREAM_ABOVE:
+            data = [row_to_dict(r, currency) for r in rows]
+            return Response(envelope([entry(200)], data))
+        return streaming_response(stream_rows(rows, currency))
+
+
+class CdrGetView(EnswitchView):
+    def answer(self, request: Any, params: Any) -> HttpResponseBase:
+        filterset = LegGetFilterSet(params, user=request.user, now=int(time.time()))
+        filterset.validate()
+        row = filterset.row(COLUMNS, archive=request.user.role.allows("archive"))
+        if row is None:
+            raise NotFound()
+        data = row_to_dict(row, request.user.customer.currency_id)
+        return Response(envelope([entry(200)], data))
+
+
+def streaming_response(chunks: Iterator[bytes]) -> HttpResponseBase:
+    """Start the stream only once the query has run, so a failure is still an envelope."""
+    try:
+        head = next(chunks)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an envelope
+        return envelope_response(as_enswitch_error(exc))
+
+    def body() -> Iterator[bytes]:
+        yield head
+        yield from chunks
+
+    return StreamingHttpResponse(body(), content_type="application/json; charset=utf-8")

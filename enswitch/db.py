@@ -2,9 +2,9 @@
 
 - LIKE is case-sensitive (PostgreSQL's is; SQLite's folds ASCII by default), so number
   matching means the same on both.
-- `enswitch_money(amount, from_value, to_value)` converts and rounds an amount exactly,
-  with Decimal, halves away from zero, as PostgreSQL's numeric `round(x, 6)` does;
-  SQLite's own arithmetic is binary floating point.
+- `enswitch_money(from_value, to_value, amount, ...)` converts and rounds the sum of the
+  amounts exactly, with Decimal, halves away from zero, as PostgreSQL's numeric
+  `round(x, 6)` does; SQLite's own arithmetic is binary floating point.
 - WAL journal, so readers (API requests) are not blocked by a writer (import, archive).
 """
 
@@ -31,11 +31,12 @@ def convert_money(amount: Any, from_value: Any, to_value: Any) -> Decimal:
     return exact.quantize(MICRO, rounding=ROUND_HALF_UP)
 
 
-def _sqlite_money(amount: Any, from_value: Any, to_value: Any) -> float | None:
-    if amount is None or from_value is None or to_value is None:
+def _sqlite_money(from_value: Any, to_value: Any, *amounts: Any) -> float | None:
+    if from_value is None or to_value is None or any(a is None for a in amounts):
         return None
     try:
-        return float(convert_money(amount, from_value, to_value))
+        total = sum((_decimal(a) for a in amounts), Decimal(0))
+        return float(convert_money(total, from_value, to_value))
     except (InvalidOperation, ZeroDivisionError):
         return None
 
@@ -45,7 +46,7 @@ def setup_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
     if connection.vendor != "sqlite":
         return
     raw = connection.connection
-    raw.create_function("enswitch_money", 3, _sqlite_money, deterministic=True)
+    raw.create_function("enswitch_money", -1, _sqlite_money, deterministic=True)
     with raw:
         cursor = raw.cursor()
         cursor.execute("PRAGMA case_sensitive_like = ON")

@@ -1,0 +1,62 @@
+"""Credentials in the request (`auth_username`, `auth_password`), as Enswitch takes them.
+
+A password hash costs hundreds of milliseconds by design, and a client sends its
+password with every request. After one successful check, a keyed digest of
+(username, password, stored hash) is cached for a short time: a later request with the
+same credentials skips the hasher. The cache never holds the password, and changing
+the password changes the stored hash, so the digest no longer matches. Role, enabled
+flags and rate plan are read fresh from the database on every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q
+from rest_framework.authentication import BaseAuthentication
+
+from customers.models import User
+from enswitch.api.envelope import AuthenticationInvalid
+from enswitch.api.params import request_params
+
+_MAX_USERNAME = User._meta.get_field("username").max_length
+
+
+def _digest(username: str, password: str, stored_hash: str) -> str:
+    message = "\x00".join((username, password, stored_hash)).encode("utf-8", "surrogatepass")
+    mac = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+    return f"enswitch-auth:{mac}"
+
+
+def verify_credentials(username: str, password: str) -> User | None:
+    """The enabled user these credentials belong to, or None."""
+    if not username or not password or len(username) > _MAX_USERNAME or "\x00" in username:
+        return None  # no stored user can have such a name; don't ask the database
+    user = (
+        User.objects.for_api()
+        .filter(Q(username=username) & Q(enabled=True) & Q(customer__enabled=True))
+        .first()
+    )
+    if user is None:
+        # Spend the same time as a real check, so response times don't reveal usernames.
+        User().set_password(password)
+        return None
+    key = _digest(username, password, user.password)
+    if cache.get(key) is None:
+        if not user.check_password(password):
+            return None
+        cache.set(key, 1, settings.ENSWITCH_AUTH_CACHE_SECONDS)
+    return user
+
+
+class EnswitchAuthentication(BaseAuthentication):
+    def authenticate(self, request: Any) -> tuple[User, None]:
+        params = request_params(request._request)
+        user = verify_credentials(params.get("auth_username"), params.get("auth_password"))
+        if user is None:
+            raise AuthenticationInvalid()
+        return user, None
