@@ -8,6 +8,8 @@ too, so they are validated in the same pass; `LegFilterSet.rows()` applies them.
 
 from __future__ import annotations
 
+import copy
+from functools import cache
 from typing import Any
 
 import django_filters
@@ -134,8 +136,24 @@ class EnswitchFilterSet(django_filters.FilterSet):
     scoped_ids: tuple[str, ...] = ()  # parameters whose customer ID must be U or under U
 
     def __init__(self, params: Params, *, user: User, now: int) -> None:
-        super().__init__(params.values, queryset=Leg.objects.none())
+        # Not super().__init__(): it deep-copies every filter on every request, which
+        # was a third of the request's time. A shallow copy per filter is enough, since
+        # a filter's only per-request state is its `parent`.
+        self.is_bound, self.data, self.form_prefix = True, params.values, None
+        self.queryset, self.request = Leg.objects.none(), None
+        self.filters = {name: copy.copy(f) for name, f in self.base_filters.items()}
+        for filter_ in self.filters.values():
+            filter_.model, filter_.parent = Leg, self
         self.params, self.user, self.viewer, self.now = params, user, user.customer, now
+
+    @classmethod
+    @cache
+    def form_class(cls) -> type:
+        fields = {name: f.field for name, f in cls.base_filters.items()}
+        return type(f"{cls.__name__}Form", (cls._meta.form,), fields)
+
+    def get_form_class(self) -> type:
+        return self.form_class()
 
     def value(self, name: str) -> Any:
         return self.form.cleaned_data.get(name)

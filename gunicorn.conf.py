@@ -1,0 +1,25 @@
+"""Production server: `gunicorn -c gunicorn.conf.py enswitch.wsgi` (see README).
+
+Every setting can be overridden from the environment (GUNICORN_CMD_ARGS, or the
+variables below).
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+# The work is mostly waiting on PostgreSQL; a few processes per core keep the cores busy
+# without thrashing. Each process keeps its own persistent database connection.
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
+worker_class = "sync"
+# limit=0 exports of millions of rows stream for minutes; don't kill them.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 600))
+graceful_timeout = 30
+keepalive = 5
+# Recycle workers now and then so that no leak can grow forever.
+max_requests = 20000
+max_requests_jitter = 2000
+accesslog = os.environ.get("ACCESS_LOG", "-")
+# The query string carries the password: log the path only, never %(q)s or %(r)s.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+errorlog = "-"
