@@ -1,0 +1,389 @@
+"""Admin pages for customers (a tree), API users, roles, rate plans and the small tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.auth import password_validation
+from django.contrib.auth.hashers import identify_hasher
+from django.core.exceptions import ValidationError
+from django.db.models import Exists, OuterRef, QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from customers.models import (
+    Card,
+    Currency,
+    Customer,
+    Invoice,
+    Peer,
+    RatePlan,
+    Role,
+    User,
+)
+from enswitch.admin_utils import (
+    BoundedDeleteMixin,
+    IdSearchMixin,
+    WordListField,
+    words_display,
+)
+
+# The words the API itself checks; any other word can still be typed in.
+ROLE_PRIVILEGES = ("cdrs", "callshop", "archive")
+RATE_PLAN_FEATURES = ("cdrs",)
+
+
+def _readonly_pk_on_change(
+    admin_obj: admin.ModelAdmin, request: HttpRequest, obj: Any, fields: tuple[str, ...]
+) -> tuple[str, ...]:
+    # IDs are chosen by the operator (the API shows them) but fixed once the object
+    # exists: editing the primary key in a change form would save a copy instead.
+    if obj is not None:
+        return (obj._meta.pk.name, *fields)
+    return fields
+
+
+class BaseAdmin(BoundedDeleteMixin, IdSearchMixin, admin.ModelAdmin):
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return _readonly_pk_on_change(self, request, obj, tuple(self.readonly_fields))
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Read-only fields come last by default; the ID still belongs first.
+        fields = list(super().get_fields(request, obj))
+        pk = self.model._meta.pk.name
+        return [pk, *(f for f in fields if f != pk)] if pk in fields else fields
+
+
+# --- Currency, peers, cards, invoices -----------------------------------------------
+
+
+@admin.register(Currency)
+class CurrencyAdmin(BaseAdmin):
+    list_display = ("code", "value")
+    search_fields = ("code__icontains",)
+    search_help_text = "Currency code."
+
+
+@admin.register(Peer)
+class PeerAdmin(BaseAdmin):
+    list_display = ("id", "name")
+    search_fields = ("name__icontains",)
+    search_id_fields = ("id",)
+    search_help_text = "Peer name, or exact peer ID."
+
+
+@admin.register(Card)
+class CardAdmin(BaseAdmin):
+    list_display = ("id", "name", "customer")
+    list_select_related = ("customer",)
+    raw_id_fields = ("customer",)
+    search_fields = ("name__icontains",)
+    search_id_fields = ("id", "customer_id")
+    search_help_text = "Card name, or exact card or customer ID."
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(BaseAdmin):
+    list_display = ("id", "customer")
+    list_select_related = ("customer",)
+    raw_id_fields = ("customer",)
+    search_id_fields = ("id", "customer_id")
+    search_help_text = "Exact invoice or customer ID."
+
+
+# --- Roles and rate plans ------------------------------------------------------------
+
+
+class WordFilter(admin.SimpleListFilter):
+    """Rows whose word list contains a word. The tables are small (tens of rows), so
+    the test runs in Python: JSON containment is not portable to SQLite."""
+
+    words: tuple[str, ...] = ()
+    attribute = ""
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [(w, w) for w in self.words]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        word = self.value()
+        if word is None:
+            return queryset
+        ids = [
+            pk
+            for pk, words in queryset.values_list("pk", self.attribute)
+            if isinstance(words, list) and word in words
+        ]
+        return queryset.filter(pk__in=ids)
+
+
+class PrivilegeFilter(WordFilter):
+    title = "privilege"
+    parameter_name = "privilege"
+    words = ROLE_PRIVILEGES
+    attribute = "privileges"
+
+
+class FeatureFilter(WordFilter):
+    title = "feature"
+    parameter_name = "feature"
+    words = RATE_PLAN_FEATURES
+    attribute = "features"
+
+
+class RoleForm(forms.ModelForm):
+    privileges = WordListField(
+        ROLE_PRIVILEGES,
+        help_text="cdrs or callshop: may list calls; archive: may include archived calls. "
+        "Other words may be typed in, separated by commas.",
+    )
+
+    class Meta:
+        model = Role
+        fields = ("id", "name", "privileges")
+
+
+class RatePlanForm(forms.ModelForm):
+    features = WordListField(
+        RATE_PLAN_FEATURES,
+        help_text="cdrs: the customer's users may list calls. "
+        "Other words may be typed in, separated by commas.",
+    )
+
+    class Meta:
+        model = RatePlan
+        fields = ("id", "name", "features")
+
+
+@admin.register(Role)
+class RoleAdmin(BaseAdmin):
+    form = RoleForm
+    list_display = ("id", "name", "privilege_list")
+    list_filter = (PrivilegeFilter,)
+    search_fields = ("name__icontains",)
+    search_id_fields = ("id",)
+    search_help_text = "Role name, or exact role ID."
+
+    @admin.display(description="privileges")
+    def privilege_list(self, obj: Role) -> str:
+        return words_display(obj.privileges)
+
+
+@admin.register(RatePlan)
+class RatePlanAdmin(BaseAdmin):
+    form = RatePlanForm
+    list_display = ("id", "name", "feature_list")
+    list_filter = (FeatureFilter,)
+    search_fields = ("name__icontains",)
+    search_id_fields = ("id",)
+    search_help_text = "Rate plan name, or exact rate plan ID."
+
+    @admin.display(description="features")
+    def feature_list(self, obj: RatePlan) -> str:
+        return words_display(obj.features)
+
+
+# --- Customers -----------------------------------------------------------------------
+
+
+class ParentFilter(admin.SimpleListFilter):
+    """Children of one customer, by `?parent_id=<id>`.
+
+    The offered links are only the customers near the top of the tree that have
+    children (a list_filter on `parent` would render one link per customer); any other
+    parent is reached with its ID in the URL, or from the "sub-customers" link on a
+    customer's page. The selected parent is always shown.
+    """
+
+    title = "parent"
+    parameter_name = "parent_id"
+    max_depth = 1
+    max_choices = 50
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        has_children = Exists(Customer.objects.filter(parent_id=OuterRef("pk")))
+        offered = list(
+            Customer.objects.filter(has_children, depth__lte=self.max_depth).order_by(
+                "depth", "id"
+            )[: self.max_choices]
+        )
+        value = self.value()
+        if value is not None and value.isdigit() and all(str(c.pk) != value for c in offered):
+            offered += list(Customer.objects.filter(pk=int(value)))
+        return [(str(c.pk), str(c)) for c in offered]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value is None:
+            return queryset
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"parent_id must be a customer ID, not {value!r}")
+        return queryset.filter(parent_id=int(value))
+
+
+class CustomerForm(forms.ModelForm):
+    class Meta:
+        model = Customer
+        fields = ("id", "name", "parent", "bill_type", "currency", "rate_plan", "enabled")
+
+
+@admin.register(Customer)
+class CustomerAdmin(BaseAdmin):
+    form = CustomerForm
+    list_display = (
+        "id",
+        "name",
+        "parent",
+        "bill_type",
+        "currency",
+        "rate_plan",
+        "enabled",
+        "depth",
+    )
+    list_display_links = ("id", "name")
+    list_filter = ("bill_type", "enabled", ParentFilter)
+    list_select_related = ("parent", "currency", "rate_plan")
+    search_fields = ("name__icontains",)
+    search_id_fields = ("id",)
+    search_help_text = "Customer name, or exact customer ID."
+    raw_id_fields = ("parent",)
+    autocomplete_fields = ("currency", "rate_plan")
+    readonly_fields = ("path", "depth", "sub_customers", "calls")
+    fieldsets = (
+        (None, {"fields": ("id", "name", "bill_type", "currency", "rate_plan", "enabled")}),
+        ("Place in the tree", {"fields": ("parent", "depth", "path", "sub_customers", "calls")}),
+    )
+
+    @admin.display(description="sub-customers")
+    def sub_customers(self, obj: Customer) -> str:
+        if obj.pk is None:
+            return "-"
+        count = Customer.objects.filter(parent_id=obj.pk).count()
+        url = reverse("admin:customers_customer_changelist")
+        return format_html('<a href="{}?parent_id={}">{} direct</a>', url, obj.pk, count)
+
+    @admin.display(description="call legs")
+    def calls(self, obj: Customer) -> str:
+        if obj.pk is None:
+            return "-"
+        live = reverse("admin:cdrs_leg_changelist")
+        archived = reverse("admin:cdrs_archivedleg_changelist")
+        return format_html(
+            '<a href="{0}?scustomer={1}">live, as source</a> · '
+            '<a href="{0}?dcustomer={1}">live, as destination</a> · '
+            '<a href="{2}?scustomer={1}">archived, as source</a> · '
+            '<a href="{2}?dcustomer={1}">archived, as destination</a>',
+            live,
+            obj.pk,
+            archived,
+        )
+
+    def save_model(self, request: HttpRequest, obj: Customer, form: Any, change: bool) -> None:
+        # Customer.save() keeps `path` and `depth` right, for the customer and, after a
+        # move, for everything under it.
+        obj.save()
+
+
+# --- API users -----------------------------------------------------------------------
+
+
+class ApiUserForm(forms.ModelForm):
+    """Takes a new password in plain text and keeps only its hash (User.set_password).
+
+    Required when adding; left empty on a change, the stored hash is kept.
+    """
+
+    new_password1 = forms.CharField(
+        label="New password",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+    new_password2 = forms.CharField(
+        label="New password (again)",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+    class Meta:
+        model = User
+        fields = ("username", "customer", "role", "enabled")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance._state.adding:
+            for name in ("new_password1", "new_password2"):
+                if name in self.fields:
+                    self.fields[name].required = True
+        elif "new_password1" in self.fields:
+            self.fields["new_password1"].help_text = (
+                "Leave empty to keep the current password. "
+                + str(self.fields["new_password1"].help_text)
+            )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        first, second = cleaned.get("new_password1"), cleaned.get("new_password2")
+        if (first or second) and first != second:
+            self.add_error("new_password2", "The two passwords differ.")
+        return cleaned
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        # After the model fields are on the instance, so the similarity check sees
+        # the username being saved.
+        password = self.cleaned_data.get("new_password1")
+        if password and "new_password1" not in self.errors:
+            try:
+                password_validation.validate_password(password, self.instance)
+            except ValidationError as error:
+                self.add_error("new_password1", error)
+
+    def save(self, commit: bool = True) -> User:
+        user = super().save(commit=False)
+        password = self.cleaned_data.get("new_password1")
+        if password:
+            user.set_password(password)
+        if commit:
+            user.save()
+        return user
+
+
+@admin.register(User)
+class ApiUserAdmin(BaseAdmin):
+    form = ApiUserForm
+    list_display = ("username", "customer", "role", "enabled")
+    list_filter = ("role", "enabled")
+    list_select_related = ("customer", "role")
+    search_fields = ("username__icontains",)
+    search_id_fields = ("customer_id",)
+    search_help_text = "Username, or exact customer ID."
+    raw_id_fields = ("customer",)
+    readonly_fields = ("password_status",)
+
+    def get_fieldsets(self, request: HttpRequest, obj: User | None = None) -> list:
+        account = ["username", "customer", "role", "enabled"]
+        password = ["new_password1", "new_password2"]
+        if obj is not None:
+            password.insert(0, "password_status")
+        return [(None, {"fields": account}), ("Password", {"fields": password})]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # Usernames are the API users' keys; unlike the numeric IDs they may be changed.
+        return ("password_status",) if obj is not None else ()
+
+    @admin.display(description="current password")
+    def password_status(self, obj: User) -> str:
+        # Only the algorithm: the hash itself is never shown, even read-only.
+        if not obj.password:
+            return "Not set"
+        try:
+            algorithm = identify_hasher(obj.password).algorithm
+        except ValueError:
+            return "Set, in an unknown format (it cannot be verified)"
+        return f"Set (stored as a {algorithm} hash)"
