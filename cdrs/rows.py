@@ -16,6 +16,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 
+from enswitch.db import use_statement_timeout
+
 COLUMNS = (
     "uniqueid", "callid", "start", "end", "talktime", "status", "direction",
     "stype", "snumber", "ctype", "cnumber", "dtype", "dnumber", "callername",
@@ -71,6 +73,7 @@ def stream_rows(qs: QuerySet, currency: str) -> Iterator[bytes]:
     """
     chunk = settings.ENSWITCH_STREAM_CHUNK
     with transaction.atomic():
+        use_statement_timeout(settings.ENSWITCH_EXPORT_TIMEOUT_MS, local=True)
         rows = qs.iterator(chunk_size=chunk)
         batch = list(islice(rows, chunk))
         yield OK_HEAD

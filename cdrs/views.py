@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponseBase, StreamingHttpResponse
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +19,7 @@ from enswitch.api.exceptions import as_enswitch_error, envelope_response
 from enswitch.api.params import request_params
 from enswitch.api.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
 from enswitch.api.renderers import AlwaysEnvelope, EnvelopeRenderer
+from enswitch.db import use_statement_timeout
 
 # Answers up to this many rows are built in one piece; longer ones are streamed.
 STREAM_ABOVE = 5000
@@ -31,6 +33,10 @@ class EnswitchView(APIView):
     content_negotiation_class = AlwaysEnvelope
     throttle_classes: list = []
     http_method_names = ["get", "post", "head"]
+
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        use_statement_timeout(settings.ENSWITCH_STATEMENT_TIMEOUT_MS)
+        super().initial(request, *args, **kwargs)
 
     def get(self, request: Any) -> HttpResponseBase:
         params = request_params(request._request)

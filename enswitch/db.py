@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import weakref
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from django.db import connection
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
@@ -53,3 +55,25 @@ def setup_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
+
+
+_timeouts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def use_statement_timeout(milliseconds: int, *, local: bool = False) -> None:
+    """Bound how long the API's next statements may run (PostgreSQL; 0 = no limit).
+
+    Session-wide by default, and only sent when the connection's value differs, so a
+    persistent connection pays for it once. `local=True` lasts until the end of the
+    current transaction (a long export's own, larger budget).
+    """
+    if connection.vendor != "postgresql":
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    if not local and _timeouts.get(raw) == milliseconds:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('statement_timeout', %s, %s)", [str(milliseconds), local])
+    if not local:
+        _timeouts[raw] = milliseconds

@@ -182,6 +182,10 @@ REST_FRAMEWORK = {
 ENSWITCH_HTTP_STATUS = os.environ.get("ENSWITCH_HTTP_STATUS", "200")
 # Seconds a verified credential stays cached (as a keyed digest, never the password).
 ENSWITCH_AUTH_CACHE_SECONDS = envint("ENSWITCH_AUTH_CACHE_SECONDS", 60)
+# PostgreSQL statement timeouts for API queries, in milliseconds (0 = none). Exports
+# (limit=0 and other streamed answers) run under the second, larger budget.
+ENSWITCH_STATEMENT_TIMEOUT_MS = envint("ENSWITCH_STATEMENT_TIMEOUT_MS", 30_000)
+ENSWITCH_EXPORT_TIMEOUT_MS = envint("ENSWITCH_EXPORT_TIMEOUT_MS", 600_000)
 # Rows fetched from the database per round trip when streaming.
 ENSWITCH_STREAM_CHUNK = envint("ENSWITCH_STREAM_CHUNK", 2000)
 
