@@ -329,14 +329,18 @@ class IdSearchMixin:
         for bit in smart_split(search_term):
             if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
                 bit = unescape_string_literal(bit)
-            term = Q(pk__in=[])  # matches nothing: a text term with only ID fields
-            for entry in self.search_fields:
-                term |= _text_condition(entry, bit)
-            if _ID_RE.fullmatch(bit):
-                for field in self.search_id_fields:
-                    term |= Q(**{field: int(bit)})
-            term_queries.append(term)
+            term_queries.append(self.search_term_condition(bit))
         return queryset.filter(*term_queries), False
+
+    def search_term_condition(self, term: str) -> Q:
+        """What one search term matches; subclasses may OR in more."""
+        condition = Q(pk__in=[])  # matches nothing: a text term with only ID fields
+        for entry in self.search_fields:
+            condition |= _text_condition(entry, term)
+        if _ID_RE.fullmatch(term):
+            for field in self.search_id_fields:
+                condition |= Q(**{field: int(term)})
+        return condition
 
 
 # --- Lists of words in a JSON column ------------------------------------------------
