@@ -1,0 +1,99 @@
+"""A PostgreSQL 15 cluster of the benchmark's own, kept in bench/work/ between runs."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+# A production-like configuration for a 2-core, 24 GiB machine.
+SERVER_SETTINGS = {
+    "shared_buffers": "4GB",
+    "effective_cache_size": "16GB",
+    "work_mem": "64MB",
+    "maintenance_work_mem": "1GB",
+    "max_wal_size": "16GB",
+    "checkpoint_timeout": "30min",
+    "random_page_cost": "1.1",
+    "max_connections": "100",
+    "listen_addresses": "127.0.0.1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    return subprocess.run(cmd, check=True, **kw)
+
+
+class Cluster:
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.dir = directory
+        self.data = directory / "data"
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def db_url(self, name: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            pg = pwd.getpwnam("postgres")
+            shutil.chown(self.dir, pg.pw_uid, pg.pw_gid)
+        if not (self.data / "PG_VERSION").exists():
+            _as_postgres(
+                [str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
+                 "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+        opts = " ".join(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())
+        _as_postgres(
+            [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"),
+             "-w", "-t", "120", "-o", f"-p {self.port} -k {self.dir} {opts}", "start"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            _as_postgres(
+                [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+                stdout=subprocess.DEVNULL,
+            )
+
+    def psql(self, db: str, sql: str, *, capture: bool = True) -> str:
+        result = subprocess.run(
+            ["psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", str(self.port),
+             "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-c", sql],
+            check=True, capture_output=capture, text=True,
+        )  # fmt: skip
+        return result.stdout if capture else ""
+
+    def database_exists(self, name: str) -> bool:
+        out = self.psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+        return out.strip() == "1"
+
+    def timed_psql(self, db: str, sql: str) -> tuple[float, int]:
+        """Seconds and output bytes of one psql run of `sql` (output discarded)."""
+        started = time.perf_counter()
+        result = subprocess.run(
+            ["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+             "-d", db, "-v", "ON_ERROR_STOP=1", "-c", sql],
+            check=True, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        return time.perf_counter() - started, len(result.stdout)
