@@ -107,7 +107,7 @@ class LargeTablePaginator(Paginator):
     """A paginator whose `count` never runs COUNT(*) over a large table.
 
     - Unfiltered list on PostgreSQL with a table bigger than the cap: the planner's
-      estimate (pg_class.reltuples), marked inexact.
+      estimate (pg_class.reltuples), marked inexact; pages past it are empty.
     - Otherwise the primary keys of at most `cap + 1` matching rows are read, unordered,
       so the scan stops early. More than `cap` rows: the count is `cap + 1`, marked
       inexact, and the cap slides forward with the requested page (`page_hint`), so the
@@ -128,9 +128,9 @@ class LargeTablePaginator(Paginator):
         **kwargs: Any,
     ) -> None:
         super().__init__(object_list, per_page, orphans, allow_empty_first_page, **kwargs)
-        base_cap = self.default_cap if cap is None else cap
+        self.base_cap = self.default_cap if cap is None else cap
         # Ten pages beyond the one asked for stay reachable whatever the cap.
-        self.cap = max(base_cap, (max(page_hint, 1) + 10) * int(per_page))
+        self.cap = max(self.base_cap, (max(page_hint, 1) + 10) * int(per_page))
         self.count_is_exact = True
         self.count_is_estimate = False
 
@@ -141,7 +141,10 @@ class LargeTablePaginator(Paginator):
             return len(queryset)
         if not queryset.query.where:
             estimate = table_row_estimate(queryset.model, queryset.db)
-            if estimate is not None and estimate > self.cap:
+            # Against the base cap, not the sliding one: on the last pages of a huge
+            # table the sliding cap passes the estimate, and reading that many keys
+            # would cost more than the COUNT(*) this avoids.
+            if estimate is not None and estimate > self.base_cap:
                 self.count_is_exact = False
                 self.count_is_estimate = True
                 return estimate
