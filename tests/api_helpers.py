@@ -1,0 +1,350 @@
+"""Shared helpers for the API test files (transport, contract, isolation, reference).
+
+`call(client, path, **params)` sends a GET whose query string is built by hand with `;`
+between the parameters (as Enswitch clients do), every value percent-encoded, and
+decodes the envelope into an `Answer`. `request(...)` is the low-level form: an exact
+raw query string and an exact raw body, for the transport tests.
+
+The named actors of the suite (see `make_actors`):
+
+    owner (system owner, customer 1, USD)
+    ├── reseller (customer 10, EUR)
+    │   └── customer (customer 11, prepaid, USD)
+    └── charlie's reseller (customer 20)
+        └── charlie (customer 21), who must never see anything of the reseller's branch
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from django.db import connection
+from django.http import HttpResponseBase
+
+from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
+from customers.models import Card, Customer, Invoice, Peer, User
+from tests import factories as f
+
+LIST = "/api/json/cdrs/list/"
+GET = "/api/json/cdrs/get/"
+PATHS = {
+    "list": (LIST, LIST.rstrip("/")),
+    "get": (GET, GET.rstrip("/")),
+}
+
+INT64_MAX = 2**63 - 1
+PASSWORD = "s3cret;&=+%"  # every separator and escape character a URL can hold
+
+OK = {"code": "200", "key": "", "message": "OK"}
+MESSAGES = {
+    401: "The authentication details provided are invalid.",
+    402: "Your role does not allow this.",
+    403: "Your rate plan does not allow this.",
+    404: "The call does not exist, or you do not have permission to view it.",
+}
+
+# The keys of a row and their JSON types (section 5).
+ROW_TYPES: dict[str, type] = {
+    "uniqueid": str,
+    "callid": str,
+    "start": int,
+    "end": int,
+    "talktime": int,
+    "totaltime": int,
+    "status": str,
+    "direction": str,
+    "stype": str,
+    "snumber": str,
+    "ctype": str,
+    "cnumber": str,
+    "dtype": str,
+    "dnumber": str,
+    "callername": str,
+    "scustomer": int,
+    "dcustomer": int,
+    "peer": int,
+    "invoice": int,
+    "card": int,
+    "archived": int,
+    "cost": Decimal,
+    "cost_excluding_tax": Decimal,
+    "cost_including_tax": Decimal,
+    "currency": str,
+}
+
+
+def vendor() -> str:
+    return connection.vendor
+
+
+# --- encoding ------------------------------------------------------------------------
+
+
+def enc(value: Any) -> str:
+    """Percent-encode a value completely (so `;`, `&`, `+`, `%`, `=` survive)."""
+    return quote(str(value), safe="")
+
+
+def query(params: dict[str, Any] | list[tuple[str, Any]], sep: str = ";") -> str:
+    """`{"a": 1, "b": "x y"}` -> `a=1;b=x%20y`; None values are left out."""
+    pairs = params.items() if isinstance(params, dict) else params
+    return sep.join(f"{enc(k)}={enc(v)}" for k, v in pairs if v is not None)
+
+
+# --- answers -------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    http: HttpResponseBase
+    raw: bytes
+    body: dict[str, Any]
+
+    @property
+    def responses(self) -> list[dict[str, Any]]:
+        return self.body["responses"]
+
+    @property
+    def code(self) -> str:
+        return self.responses[0]["code"]
+
+    @property
+    def keys(self) -> list[str]:
+        return [e["key"] for e in self.responses]
+
+    @property
+    def data(self) -> Any:
+        return self.body["data"]
+
+    @property
+    def ids(self) -> list[str]:
+        """The uniqueids of a cdrs/list answer, in order."""
+        assert self.code == "200", self.body
+        return [row["uniqueid"] for row in self.data]
+
+    @property
+    def status(self) -> int:
+        return self.http.status_code
+
+    def __repr__(self) -> str:
+        return f"Answer({self.status}, {self.raw[:600]!r})"
+
+
+def decode(response: HttpResponseBase) -> Answer:
+    if response.streaming:
+        raw = b"".join(response.streaming_content)
+    else:
+        raw = response.content
+    # Decimal for fractions: the exact text of every number is kept.
+    body = json.loads(raw, parse_float=Decimal)
+    return Answer(http=response, raw=raw, body=body)
+
+
+def request(
+    client: Any,
+    path: str = LIST,
+    *,
+    method: str = "GET",
+    query_string: str | bytes = "",
+    body: bytes | str = b"",
+    content_type: str = "",
+) -> Answer:
+    """One request with an exact query string (raw bytes allowed) and an exact body."""
+    if isinstance(query_string, bytes):
+        # WSGI carries the query string as latin-1-decoded bytes (PEP 3333).
+        query_string = query_string.decode("latin-1")
+    extra: dict[str, Any] = {}
+    if query_string:
+        extra["QUERY_STRING"] = query_string
+    if content_type:
+        extra["CONTENT_TYPE"] = content_type  # also on an empty body
+    response = client.generic(method, path, data=body, content_type=content_type, **extra)
+    return decode(response)
+
+
+def call(client: Any, path: str = LIST, *, method: str = "GET", **params: Any) -> Answer:
+    """GET (or POST with an empty body) with the parameters in a `;` query string."""
+    return request(client, path, method=method, query_string=query(params))
+
+
+def post_json(client: Any, path: str = LIST, payload: Any = None, *, qs: str = "") -> Answer:
+    body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+    return request(
+        client,
+        path,
+        method="POST",
+        query_string=qs,
+        body=body,
+        content_type="application/json",
+    )
+
+
+def post_form(client: Any, path: str = LIST, params: Any = None, *, qs: str = "") -> Answer:
+    body = params if isinstance(params, (bytes, str)) else query(params or {}, sep="&")
+    return request(
+        client,
+        path,
+        method="POST",
+        query_string=qs,
+        body=body,
+        content_type="application/x-www-form-urlencoded",
+    )
+
+
+def post_multipart(client: Any, path: str = LIST, params: Any = None, *, qs: str = "") -> Answer:
+    """A multipart/form-data body built by Django's test client."""
+    url = f"{path}?{qs}" if qs else path
+    return decode(client.post(url, data=params or {}))
+
+
+# --- assertions ----------------------------------------------------------------------
+
+
+def assert_ok(answer: Answer) -> list[dict[str, Any]]:
+    assert answer.responses == [OK], answer
+    return answer.data
+
+
+def assert_error(answer: Answer, code: int, key: str = "") -> None:
+    """A failure with exactly one entry (401, 402, 403, 404) and no data."""
+    assert answer.responses == [{"code": str(code), "key": key, "message": MESSAGES[code]}], answer
+    assert "data" not in answer.body, answer
+
+
+def assert_invalid(answer: Answer, *keys: str) -> None:
+    """A 400 listing exactly these parameters, in this order, each with a message."""
+    assert answer.code == "400", answer
+    assert answer.keys == list(keys), answer
+    for e in answer.responses:
+        assert e["code"] == "400", answer
+        assert isinstance(e["message"], str), answer
+        assert e["message"].strip(), answer
+    assert "data" not in answer.body, answer
+
+
+def assert_row_shape(row: dict[str, Any]) -> None:
+    assert set(row) == set(ROW_TYPES), sorted(set(row) ^ set(ROW_TYPES))
+    for key, kind in ROW_TYPES.items():
+        value = row[key]
+        if kind is Decimal:
+            # A JSON number: an integer or a fraction, never a string or a bool.
+            assert isinstance(value, (Decimal, int)), (key, row)
+            assert not isinstance(value, bool), (key, row)
+        else:
+            assert type(value) is kind, (key, row)
+    assert row["totaltime"] == row["end"] - row["start"], row
+    assert row["archived"] in (0, 1), row
+    assert row["cost"] == row["cost_excluding_tax"], row
+
+
+def money(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+# --- actors --------------------------------------------------------------------------
+
+
+@dataclass
+class Actor:
+    user: User
+    customer: Customer
+    password: str = PASSWORD
+
+    @property
+    def creds(self) -> dict[str, str]:
+        return {"auth_username": self.user.username, "auth_password": self.password}
+
+    @property
+    def id(self) -> int:
+        return self.customer.pk
+
+
+@dataclass
+class Actors:
+    owner: Actor
+    reseller: Actor
+    customer: Actor
+    charlie_reseller: Customer
+    charlie: Actor
+
+
+def actor(
+    cust: Customer,
+    username: str,
+    privileges: list[str] | None = None,
+    password: str = PASSWORD,
+    **kw: Any,
+) -> Actor:
+    u = f.user(cust, username=username, password=password, privileges=privileges, **kw)
+    return Actor(user=u, customer=cust, password=password)
+
+
+def make_actors(*, archive: bool = True) -> Actors:
+    usd = f.currency("USD", "1")
+    eur = f.currency("EUR", "1.1")
+    privileges = ["cdrs", "archive"] if archive else ["cdrs"]
+    owner = f.customer(None, id=1, name="Owner", bill_type="none", cur=usd)
+    reseller = f.customer(owner, id=10, name="Reseller", bill_type="postpaid", cur=eur)
+    cust = f.customer(reseller, id=11, name="Customer", bill_type="prepaid", cur=usd)
+    charlie_reseller = f.customer(owner, id=20, name="Other reseller", cur=usd)
+    charlie = f.customer(charlie_reseller, id=21, name="Charlie", cur=usd)
+    return Actors(
+        owner=actor(owner, "owner", privileges),
+        reseller=actor(reseller, "reseller", privileges),
+        customer=actor(cust, "customer", privileges),
+        charlie_reseller=charlie_reseller,
+        charlie=actor(charlie, "charlie", privileges),
+    )
+
+
+def make_leg(
+    uniqueid: str,
+    scustomer: int,
+    dcustomer: int | None = None,
+    *,
+    archived: bool = False,
+    costs: tuple[dict[str, Any], ...] | list[dict[str, Any]] = (),
+    **fields: Any,
+) -> Leg | ArchivedLeg:
+    """A leg by customer IDs. `costs`: dicts with customer/card (IDs), cost, tax, currency."""
+    start = fields.pop("start", 1_700_000_000)
+    values = {
+        "callid": f"call-{uniqueid}",
+        "end": start + 60,
+        "talktime": 30,
+        "status": "answer",
+        "direction": "out",
+    }
+    values.update(fields)
+    if "end" in fields and "talktime" not in fields:
+        values["talktime"] = 0
+    model, cost_model = (ArchivedLeg, ArchivedLegCost) if archived else (Leg, LegCost)
+    obj = model.objects.create(
+        uniqueid=uniqueid, start=start, scustomer_id=scustomer, dcustomer_id=dcustomer, **values
+    )
+    for c in costs:
+        cost_model.objects.create(
+            leg=obj,
+            customer_id=c.get("customer"),
+            card_id=c.get("card"),
+            cost=Decimal(str(c.get("cost", 0))),
+            tax=Decimal(str(c.get("tax", 0))),
+            currency_id=c.get("currency", "USD"),
+        )
+    return obj
+
+
+def peer(pk: int) -> Peer:
+    return Peer.objects.get_or_create(id=pk)[0]
+
+
+def card(pk: int, cust: Customer) -> Card:
+    return Card.objects.create(id=pk, customer=cust)
+
+
+def invoice(pk: int, cust: Customer) -> Invoice:
+    return Invoice.objects.create(id=pk, customer=cust)
