@@ -136,9 +136,12 @@ class Answer:
 
 def decode(response: HttpResponseBase) -> Answer:
     if response.streaming:
+        # Read to the end: the stream holds a transaction open until then.
         raw = b"".join(response.streaming_content)
     else:
         raw = response.content
+    # No response.close() here: the test client closes responses itself, with the
+    # signal that would close the database connection disconnected.
     # Decimal for fractions: the exact text of every number is kept.
     body = json.loads(raw, parse_float=Decimal)
     return Answer(http=response, raw=raw, body=body)
