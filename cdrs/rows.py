@@ -8,6 +8,7 @@ that does not grow with the number of rows.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from itertools import islice
 from typing import Any
 
@@ -28,9 +29,13 @@ COLUMNS = (
 OK_HEAD = b'{"responses":[{"code":"200","key":"","message":"OK"}],"data":['
 
 
-def _money(value: Any) -> float:
-    # `+ 0.0` turns a rounded -0.000000 into 0.0, so no row shows "-0.0".
-    return float(value) + 0.0 if value is not None else 0.0
+def _money(value: Decimal | None) -> float | orjson.Fragment:
+    """A rounded amount as a JSON number with exactly its decimal value."""
+    if not value:
+        return 0.0  # also turns a rounded -0.000000 into 0
+    if len(value.as_tuple().digits) <= 15:
+        return float(value)  # a double carries 15 significant digits exactly
+    return orjson.Fragment(format(value.normalize(), "f"))
 
 
 def row_to_dict(r: tuple, currency: str) -> dict[str, Any]:

@@ -23,10 +23,17 @@ INTEGER = re.compile(r"-?[0-9]+")
 def parse_int64(value: str) -> int:
     if not INTEGER.fullmatch(value):
         raise ValidationError("Must be a whole number written with the digits 0-9.")
+    if len(value.lstrip("-").lstrip("0")) > 19:  # before int(): it refuses 4,300+ digits
+        raise ValidationError("Is too large.")
     number = int(value)
     if not INT64_MIN <= number <= INT64_MAX:
         raise ValidationError("Is too large.")
     return number
+
+
+def is_integer_one(value: str) -> bool:
+    """Whether `value` is the integer 1 as the contract writes integers (`1`, `001`)."""
+    return bool(INTEGER.fullmatch(value)) and value.lstrip("0") == "1"
 
 
 class EnswitchField(forms.Field):

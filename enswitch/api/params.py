@@ -53,23 +53,32 @@ def parse_urlencoded(raw: bytes) -> dict[str, str]:
     return values
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: str) -> str:
+    # A JSON string may hold a lone surrogate ("\\ud800"), which no encoder accepts.
+    return _SURROGATE.sub("\ufffd", value)
+
+
 def _from_json(body: bytes, params: Params) -> None:
     try:
-        data = json.loads(body.decode("utf-8", errors="replace") or "{}")
+        # Integers stay text: they are wanted as their decimal text anyway, and int()
+        # would refuse more than 4,300 digits.
+        data = json.loads(body.decode("utf-8", errors="replace") or "{}", parse_int=str)
     except ValueError:
         params.body_error = "The request body is not valid JSON."
         return
     if not isinstance(data, dict):
         params.body_error = "The request body must be a JSON object."
         return
-    for key, value in data.items():
+    for raw_key, value in data.items():
+        key = _text(raw_key)
         params.invalid.pop(key, None)
         if value is None:
             params.values.pop(key, None)
-        elif isinstance(value, str):
-            params.values[key] = value
-        elif isinstance(value, int) and not isinstance(value, bool):
-            params.values[key] = str(value)
+        elif isinstance(value, str):  # a JSON string, or an integer's text (parse_int)
+            params.values[key] = _text(value)
         else:
             params.values.pop(key, None)
             params.invalid[key] = INVALID_JSON_TYPE

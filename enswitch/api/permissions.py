@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework.permissions import BasePermission
 
 from enswitch.api.envelope import RatePlanForbids, RoleForbids
-from enswitch.api.fields import INTEGER
+from enswitch.api.fields import is_integer_one
 from enswitch.api.params import request_params
 
 
@@ -24,10 +24,8 @@ class RoleAllowsListOptions(BasePermission):
 
     def has_permission(self, request: Any, view: Any) -> bool:
         params = request_params(request._request)
-        archive = params.get("archive")
-        if INTEGER.fullmatch(archive) and int(archive) == 1:
-            if not request.user.role.allows("archive"):
-                raise RoleForbids()
+        if is_integer_one(params.get("archive")) and not request.user.role.allows("archive"):
+            raise RoleForbids()
         if params.get("customer") == "system" and not request.user.customer.is_system_owner:
             raise RoleForbids()
         return True
