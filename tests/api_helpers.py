@@ -24,10 +24,12 @@ from urllib.parse import quote
 
 from django.db import connection
 from django.http import HttpResponseBase
+from hypothesis import strategies as st
 
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
 from customers.models import Card, Customer, Invoice, Peer, User
 from tests import factories as f
+from tests import reference as ref
 
 LIST = "/api/json/cdrs/list/"
 GET = "/api/json/cdrs/get/"
@@ -351,3 +353,182 @@ def card(pk: int, cust: Customer) -> Card:
 
 def invoice(pk: int, cust: Customer) -> Invoice:
     return Invoice.objects.create(id=pk, customer=cust)
+
+
+# --- random worlds (tests/reference.py data) in the database ---------------------------
+
+CURRENCIES = {
+    "USD": Decimal("1"),
+    "EUR": Decimal("1.1"),
+    "GBP": Decimal("1.25"),
+    "JPY": Decimal("0.0067"),
+    "THR": Decimal("3"),
+    "TWO": Decimal("2"),
+}
+# Drawn more often: USD amounts seen in TWO (or EUR, GBP amounts seen in USD) end in
+# an exact half at the 7th decimal for many amounts.
+CURRENCY_WEIGHTS = ["USD", "USD", "TWO", "TWO", "EUR", "GBP", "JPY", "THR"]
+BILL_TYPES = [
+    "callshop", "external", "none", "postpaid", "prepaid", "prepaid_calls", "prepaid_invoices",
+]  # fmt: skip
+PEERS = (1, 2)
+INVOICES = (1, 2)
+FUTURE = 4_000_000_000  # a start after "now": out of the default `end`
+
+
+def build_world(world: ref.World, viewer: int, privileges: list[str]) -> Actor:
+    """Store a reference world; answer an actor for a user of customer `viewer`."""
+    for code, value in world.currencies.items():
+        f.currency(code, str(value))
+    depth = {}
+    for c in world.customers.values():
+        d, p = 0, c.parent
+        while p is not None:
+            d, p = d + 1, world.customers[p].parent
+        depth[c.id] = d
+    for c in sorted(world.customers.values(), key=lambda c: depth[c.id]):
+        Customer.objects.create(
+            id=c.id,
+            parent_id=c.parent,
+            name=f"C{c.id}",
+            bill_type=c.bill_type,
+            currency_id=c.currency,
+        )
+    Card.objects.bulk_create(Card(id=k, customer_id=v) for k, v in world.cards.items())
+    Peer.objects.bulk_create(Peer(id=p) for p in PEERS)
+    owner = world.owner()
+    Invoice.objects.bulk_create(Invoice(id=i, customer_id=owner) for i in INVOICES)
+    for leg in world.legs:
+        model, cost_model = (ArchivedLeg, ArchivedLegCost) if leg.archived else (Leg, LegCost)
+        obj = model.objects.create(
+            uniqueid=leg.uniqueid,
+            callid=leg.callid,
+            start=leg.start,
+            end=leg.end,
+            talktime=leg.talktime,
+            status=leg.status,
+            direction=leg.direction,
+            stype=leg.stype,
+            snumber=leg.snumber,
+            ctype=leg.ctype,
+            cnumber=leg.cnumber,
+            dtype=leg.dtype,
+            dnumber=leg.dnumber,
+            callername=leg.callername,
+            scustomer_id=leg.scustomer,
+            dcustomer_id=leg.dcustomer,
+            peer_id=leg.peer,
+            invoice_id=leg.invoice,
+            card_id=leg.card,
+        )
+        cost_model.objects.bulk_create(
+            cost_model(
+                leg=obj,
+                customer_id=c.customer,
+                card_id=c.card,
+                cost=c.amount,
+                tax=c.tax,
+                currency_id=c.currency,
+            )
+            for c in leg.costs
+        )
+    cust = Customer.objects.get(pk=viewer)
+    return actor(cust, "viewer", privileges, role=None)
+
+
+@st.composite
+def trees(
+    draw: Any, *, max_customers: int = 7, max_depth: int = 4, currencies: Any = None
+) -> ref.World:
+    """A customer tree under one system owner (ID 1), IDs drawn at random."""
+    currency = st.sampled_from([c for c in CURRENCY_WEIGHTS if c in (currencies or CURRENCIES)])
+    n = draw(st.integers(1, max_customers))
+    ids = draw(st.lists(st.integers(2, 99), min_size=n - 1, max_size=n - 1, unique=True))
+    customers = {1: ref.Customer(1, None, draw(st.sampled_from(BILL_TYPES)), draw(currency))}
+    depth = {1: 0}
+    for cid in ids:
+        parent = draw(st.sampled_from(sorted(c for c in customers if depth[c] < max_depth)))
+        customers[cid] = ref.Customer(
+            cid, parent, draw(st.sampled_from(BILL_TYPES)), draw(currency)
+        )
+        depth[cid] = depth[parent] + 1
+    cards = {
+        900 + i: draw(st.sampled_from(sorted(customers))) for i in range(draw(st.integers(0, 3)))
+    }
+    used = {code: CURRENCIES[code] for code in (currencies or CURRENCIES)}
+    return ref.World(customers=customers, currencies=used, cards=cards)
+
+
+UID_ALPHABET = "019.aAbBz\u00e9_%"
+NUMBER_ALPHABET = "0129aA\u00e9%_\\"
+NAME_ALPHABET = "aAeE\u00e9\u00c9\u00dfsS%_\\ \u03c3\u03a3\u03c2"
+STATUSES = ["answer", "busy", "ANSWER", "noanswer", ""]
+TYPES = ["", "phone", "sip", "Phone"]
+STARTS = [0, 1, 5, 5, 10, 100, 1_700_000_000, FUTURE]
+# Amounts that give exact halves at the 7th decimal once converted (x 1.1, x 1.25, / 2...).
+HALVING_AMOUNTS = ["0.000002", "0.000005", "-0.000005", "0.000006", "-0.000002", "1.000005"]
+AMOUNTS = st.one_of(
+    st.decimals(min_value=-1000, max_value=1000, places=6, allow_nan=False, allow_infinity=False),
+    st.sampled_from([Decimal(a) for a in HALVING_AMOUNTS]),
+)
+TAXES = st.one_of(st.just(Decimal(0)), AMOUNTS)
+
+
+@st.composite
+def legs(
+    draw: Any, world: ref.World, *, max_legs: int = 8, unique_costs: bool = False
+) -> list[ref.Leg]:
+    """Legs anywhere in the tree, with cost records for random customers and cards.
+
+    unique_costs: every record's amount is a distinct whole number and its tax 0, all
+    in the world's single currency, so a row's cost tells which record it came from.
+    """
+    customers = sorted(world.customers)
+    uids = draw(
+        st.lists(st.text(UID_ALPHABET, min_size=1, max_size=4), max_size=max_legs, unique=True)
+    )
+    number = st.text(NUMBER_ALPHABET, max_size=4)
+    currency = st.sampled_from([c for c in CURRENCY_WEIGHTS if c in world.currencies])
+    serial = 0
+    result = []
+    for uid in uids:
+        start = draw(st.sampled_from(STARTS))
+        duration = draw(st.sampled_from([0, 1, 30, 100]))
+        card = draw(st.one_of(st.none(), st.sampled_from(sorted(world.cards) or [None])))
+        owners: list[tuple[str, int]] = [("customer", c) for c in customers]
+        owners += [("card", c) for c in world.cards]
+        chosen = draw(st.lists(st.sampled_from(owners), unique=True, max_size=4)) if owners else []
+        costs = []
+        for kind, who in chosen:
+            if unique_costs:
+                serial += 1
+                amount, tax, cur = Decimal(serial), Decimal(0), sorted(world.currencies)[0]
+            else:
+                amount, tax, cur = draw(AMOUNTS), draw(TAXES), draw(currency)
+            costs.append(ref.Cost(amount=amount, tax=tax, currency=cur, **{kind: who}))
+        result.append(
+            ref.Leg(
+                uniqueid=uid,
+                callid=draw(st.sampled_from(["c1", "c2", "C1", uid])),
+                start=start,
+                end=start + duration,
+                talktime=draw(st.integers(0, duration)),
+                status=draw(st.sampled_from(STATUSES)),
+                direction=draw(st.sampled_from(["in", "out", "internal"])),
+                stype=draw(st.sampled_from(TYPES)),
+                snumber=draw(number),
+                ctype=draw(st.sampled_from(TYPES)),
+                cnumber=draw(number),
+                dtype=draw(st.sampled_from(TYPES)),
+                dnumber=draw(number),
+                callername=draw(st.text(NAME_ALPHABET, max_size=5)),
+                scustomer=draw(st.sampled_from(customers)),
+                dcustomer=draw(st.one_of(st.none(), st.sampled_from(customers))),
+                peer=draw(st.sampled_from([None, *PEERS])),
+                invoice=draw(st.sampled_from([None, *INVOICES])),
+                card=card,
+                archived=draw(st.booleans()),
+                costs=tuple(costs),
+            )
+        )
+    return result
