@@ -1,0 +1,934 @@
+"""Realistic, repeatable datasets in the format `import_dataset` loads.
+
+The same options give the same bytes: every random choice comes from `random.Random`
+instances seeded from `seed`, nothing depends on the clock, the locale or hash order.
+
+What a dataset holds:
+
+- a customer tree: the system owner (id 1, depth 0), resellers of about
+  `reseller_size` customers each, their sub-resellers and customers down to `depth`,
+  a few direct customers of the owner; every billing type; some customers disabled;
+- rate plans with and without the `cdrs` feature, and customers without a rate plan;
+- roles of every kind (cdrs+archive, cdrs, callshop, callshop+archive, and one with
+  neither cdrs nor callshop) and users of every kind at several depths. The owner's
+  user is `owner`; the others are named `c<customer id>-<kind>` (`c12-admin`,
+  `c40-viewer`, `c7-callshop`, `c7-callshop-archive`, `c33-phone`). Every user has the
+  same password, `password` ("secret" unless told otherwise);
+- peers, calling cards (callshop booths, some prepaid customers), monthly invoices;
+- calls over `days` days ending at `end`, busier in office hours and on weekdays: one
+  to three legs a call sharing a `callid`; every status, direction and many types;
+  numbers of many lengths; caller names with accents and mixed case; legs whose
+  `dcustomer` is another customer; cost records for each customer along the reseller
+  chain and for cards, in each customer's currency, with some credits (negative
+  amounts); the oldest quarter of the legs archived.
+
+Legs are produced one at a time in time order, so `write_dataset` streams any number
+of them in constant memory.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, BinaryIO
+
+import orjson
+
+# 2026-11-01 00:00:00 UTC: a fixed end, so that output does not depend on the day it is made.
+DEFAULT_END = 1_793_491_200
+DAY = 86_400
+
+# (code, value of one unit in the base currency, USD)
+CURRENCIES: tuple[tuple[str, str], ...] = (
+    ("USD", "1"),
+    ("EUR", "1.08"),
+    ("GBP", "1.27"),
+    ("JPY", "0.0067"),
+    ("CHF", "1.13"),
+    ("AUD", "0.66"),
+    ("CAD", "0.73"),
+    ("SEK", "0.095"),
+    ("NOK", "0.093"),
+    ("DKK", "0.145"),
+    ("PLN", "0.25"),
+    ("CZK", "0.043"),
+    ("BRL", "0.2"),
+    ("INR", "0.012"),
+    ("ZAR", "0.055"),
+    ("MXN", "0.058"),
+)
+
+RATE_PLANS: tuple[dict[str, Any], ...] = (
+    {"id": 1, "name": "Standard", "features": ["cdrs"]},
+    {"id": 2, "name": "Premium", "features": ["cdrs", "recording"]},
+    {"id": 3, "name": "Basic (no call records)", "features": ["voicemail"]},
+    {"id": 4, "name": "Wholesale", "features": ["cdrs", "wholesale"]},
+)
+PLAN_NO_CDRS = 3
+
+# Role kinds, by the suffix of the usernames that have them.
+ROLES: tuple[dict[str, Any], ...] = (
+    {"id": 1, "name": "Administrator", "privileges": ["cdrs", "archive"]},
+    {"id": 2, "name": "CDR viewer", "privileges": ["cdrs"]},
+    {"id": 3, "name": "Callshop operator", "privileges": ["callshop"]},
+    {"id": 4, "name": "Callshop manager", "privileges": ["callshop", "archive"]},
+    {"id": 5, "name": "Phone user", "privileges": ["voicemail"]},
+)
+ROLE_BY_KIND = {"admin": 1, "viewer": 2, "callshop": 3, "callshop-archive": 4, "phone": 5}
+
+PEERS: tuple[str, ...] = (
+    "Carrier A (UK)",
+    "Carrier B (EU)",
+    "Carrier C (US)",
+    "Mobile interconnect",
+    "Emergency services",
+    "Toll-free provider",
+    "Wholesale route 1",
+    "Wholesale route 2",
+)
+
+LEAF_BILL_TYPES = (
+    ("postpaid", 34),
+    ("prepaid", 22),
+    ("prepaid_calls", 10),
+    ("prepaid_invoices", 9),
+    ("external", 9),
+    ("none", 6),
+    ("callshop", 10),
+)
+
+STATUSES = (
+    ("answer", 64),
+    ("noanswer", 14),
+    ("cancel", 9),
+    ("busy", 7),
+    ("congestion", 3),
+    ("chanunavail", 3),
+)
+
+CALLER_NAMES = (
+    "",
+    "",
+    "",
+    "Reception",
+    "ACME Sales",
+    "JOHN SMITH",
+    "jane doe",
+    "José Ñúñez",
+    "Zoë Ørsted",
+    "ÉLODIE Durand",
+    "élodie durand",
+    "François Müller",
+    "Søren Ærø",
+    "Åsa Öberg",
+    "Łukasz Żółć",
+    "Ñandú Café",
+    "İpek Işık",
+    "Straße & Söhne GmbH",
+    "ΟΔΥΣΣΕΑΣ Παπαδόπουλος",
+    "Dvořák, Antonín",
+    "mcDonald, Ronan",
+    "O'Brien",
+    "Þórr Eiríksson",
+    "Émile ZOLA",
+    "Ångström Lab",
+    "Renée Lévesque",
+    "Иван Петров",
+    "山田太郎",
+    "100% Pure_Water",
+    "Unknown",
+    "Anonymous",
+    "Dr. Chloé Ó Súilleabháin",
+)
+
+NAME_WORDS_A = (
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Vandelay",
+    "Ñandú",
+    "Zürich",
+    "Ørsted",
+    "Café",
+    "Björk",
+    "Łódź",
+    "Soylent",
+    "Stark",
+    "Wayne",
+    "Cyberdyne",
+    "Tyrell",
+    "Gringotts",
+    "Müller",
+    "Crème",
+)
+NAME_WORDS_B = (
+    "Telecom",
+    "Networks",
+    "Voice",
+    "Systems",
+    "Trading",
+    "Consulting",
+    "Hotel",
+    "Bakery",
+    "Dental",
+    "Logistics",
+    "Pharmacy",
+    "Studio",
+    "Garage",
+    "Call Centre",
+    "Téléphonie",
+)
+NAME_SUFFIXES = ("Ltd", "GmbH", "S.A.", "AB", "Sp. z o.o.", "Inc.", "S.à r.l.", "")
+
+# (country code, digits after it)
+COUNTRIES = (
+    ("44", 10),
+    ("33", 9),
+    ("1", 10),
+    ("49", 10),
+    ("49", 11),
+    ("81", 10),
+    ("86", 11),
+    ("61", 9),
+    ("34", 9),
+    ("39", 10),
+    ("46", 9),
+    ("91", 10),
+    ("55", 11),
+    ("353", 9),
+    ("372", 7),
+)
+SHORT_NUMBERS = ("112", "999", "911", "118118", "100", "1571")
+TARGET_TYPES = (
+    ("phone", 50),
+    ("queue", 15),
+    ("voicemail", 12),
+    ("ivr", 10),
+    ("huntgroup", 7),
+    ("conference", 3),
+    ("fax", 3),
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to generate. `end` is the Unix time at which the period of calls ends."""
+
+    customers: int = 50
+    depth: int = 4
+    # Customers under each top-level reseller (None: about a quarter of the system).
+    reseller_size: int | None = None
+    legs: int = 2000
+    days: int = 60
+    currencies: int = 3
+    # None: scaled with the number of customers (12 to 30).
+    users: int | None = None
+    seed: int = 1
+    password: str = "secret"  # noqa: S105 - the documented demo password
+    end: int = DEFAULT_END
+
+    def __post_init__(self) -> None:
+        if self.customers < 1:
+            raise ValueError("customers: at least 1 (the system owner)")
+        if self.customers > 1 and self.depth < 1:
+            raise ValueError("depth: at least 1 when there is more than one customer")
+        if self.reseller_size is not None and self.reseller_size < 1:
+            raise ValueError("reseller_size: at least 1")
+        if self.legs < 0:
+            raise ValueError("legs: 0 or more")
+        if self.days < 1:
+            raise ValueError("days: at least 1")
+        if not 1 <= self.currencies <= len(CURRENCIES):
+            raise ValueError(f"currencies: from 1 to {len(CURRENCIES)}")
+        if self.users is not None and self.users < 1:
+            raise ValueError("users: at least 1 (the owner's)")
+        if self.end < self.days * DAY:
+            raise ValueError("end: the period must not start before 1970")
+
+    @property
+    def user_count(self) -> int:
+        # Hashing a password takes a good fraction of a second, so a large system still
+        # gets a few dozen users rather than one each.
+        return self.users if self.users is not None else min(30, max(12, self.customers // 10))
+
+    @property
+    def top_reseller_size(self) -> int:
+        return self.reseller_size or max(5, (self.customers - 1) // 4)
+
+
+@dataclass
+class _Customer:
+    id: int
+    parent: int | None
+    depth: int
+    reseller: bool = False
+    bill_type: str = "postpaid"
+    currency: str = "USD"
+    rate_plan: int | None = None
+    enabled: bool = True
+    name: str = ""
+    # (customer id, currency, multiplier on the base amount, tax per mille) for each
+    # customer charged for this customer's calls: itself and its resellers, up to the
+    # top-level reseller (the owner only pays for its own calls).
+    charges: list[tuple[int, str, float, int]] = field(default_factory=list)
+    cards: list[int] = field(default_factory=list)
+    extensions: list[str] = field(default_factory=list)
+    dids: list[str] = field(default_factory=list)
+    country: tuple[str, int] = ("44", 10)
+    invoices: dict[int, int] = field(default_factory=dict)  # invoice block -> invoice id
+
+
+def _weighted(rnd: random.Random, pairs: tuple[tuple[str, int], ...]) -> str:
+    total = sum(w for _, w in pairs)
+    x = rnd.random() * total
+    for value, w in pairs:
+        x -= w
+        if x < 0:
+            return value
+    return pairs[-1][0]
+
+
+def _cumulative(pairs: tuple[tuple[str, int], ...]) -> tuple[list[str], list[float]]:
+    values, cum, total = [], [], 0.0
+    for value, w in pairs:
+        total += w
+        values.append(value)
+        cum.append(total)
+    return values, [c / total for c in cum]
+
+
+def _money(micro: int) -> str:
+    """Micro-units as a decimal string with 6 places: -12345 -> "-0.012345"."""
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(micro), 1_000_000)
+    return f"{sign}{whole}.{frac:06d}"
+
+
+def _digits(rnd: random.Random, n: int) -> str:
+    return str(rnd.randrange(10**n)).zfill(n)
+
+
+class DatasetGenerator:
+    """Builds the objects once; `legs()` yields the legs in time order."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        # Not for secrets: repeatable test data.
+        rnd = random.Random(f"enswitch-dataset:{options.seed}:objects")  # noqa: S311
+        self.currencies = [
+            {"code": code, "value": value} for code, value in CURRENCIES[: options.currencies]
+        ]
+        self._currency_value = {c["code"]: float(c["value"]) for c in self.currencies}
+        self.customers = self._tree(rnd)
+        self._by_id = {c.id: c for c in self.customers}
+        self._fill_customers(rnd)
+        self.cards: list[dict[str, Any]] = []
+        self.invoices: list[dict[str, Any]] = []
+        self._cards_and_invoices(rnd)
+        self._charges()
+        self.users = self._users(rnd)
+
+    # --- objects ------------------------------------------------------------------
+
+    def _tree(self, rnd: random.Random) -> list[_Customer]:
+        """Breadth first, so ids grow level by level and a parent's children are
+        numbered together (shuffled between resellers and plain customers)."""
+        opts = self.options
+        owner = _Customer(id=1, parent=None, depth=0)
+        out = [owner]
+        queue: deque[tuple[_Customer, int]] = deque([(owner, opts.customers - 1)])
+        next_id = 2
+        while queue:
+            parent, budget = queue.popleft()
+            if budget <= 0:
+                continue
+            child_depth = parent.depth + 1
+            shares: list[int] = []  # one per sub-reseller: itself plus its customers
+            if child_depth < opts.depth and budget >= 2:
+                if parent.parent is None:
+                    leaves = budget // 50
+                    resold = budget - leaves
+                    k = min(resold, max(1, round(resold / opts.top_reseller_size)))
+                else:
+                    # At least one sub-reseller with a customer under it, so that the
+                    # tree reaches the depth asked for whenever there are enough customers.
+                    resold = max(2, budget // 2)
+                    k = min(resold // 2, max(1, min(8, budget // 40)))
+                    leaves = budget - resold
+                shares = [resold // k + (1 if i < resold % k else 0) for i in range(k)]
+            else:
+                leaves = budget
+            kinds = [s for s in shares] + [0] * leaves
+            rnd.shuffle(kinds)
+            parent.reseller = True
+            for share in kinds:
+                child = _Customer(id=next_id, parent=parent.id, depth=child_depth)
+                next_id += 1
+                out.append(child)
+                if share > 1:
+                    queue.append((child, share - 1))
+        return out
+
+    def _fill_customers(self, rnd: random.Random) -> None:
+        codes = [c["code"] for c in self.currencies]
+        for c in self.customers:
+            parent = self._by_id.get(c.parent) if c.parent else None
+            c.country = COUNTRIES[rnd.randrange(len(COUNTRIES))]
+            if parent is None:
+                c.name, c.bill_type, c.currency, c.rate_plan = (
+                    "Owner Telecom",
+                    "postpaid",
+                    "USD",
+                    None,
+                )
+            elif c.reseller:
+                c.name = f"{rnd.choice(NAME_WORDS_A)} {rnd.choice(NAME_WORDS_B)} (reseller {c.id})"
+                c.bill_type = "postpaid" if rnd.random() < 0.7 else "prepaid"
+                c.currency = parent.currency if rnd.random() < 0.6 else rnd.choice(codes)
+                c.rate_plan = 4 if rnd.random() < 0.7 else None
+                c.enabled = rnd.random() >= 0.02
+            else:
+                suffix = rnd.choice(NAME_SUFFIXES)
+                c.name = f"{rnd.choice(NAME_WORDS_A)} {rnd.choice(NAME_WORDS_B)} {c.id}"
+                c.name += f" {suffix}" if suffix else ""
+                c.bill_type = _weighted(rnd, LEAF_BILL_TYPES)
+                c.currency = parent.currency if rnd.random() < 0.6 else rnd.choice(codes)
+                x = rnd.random()
+                c.rate_plan = (
+                    None if x < 0.15 else PLAN_NO_CDRS if x < 0.25 else 1 if x < 0.75 else 2
+                )
+                c.enabled = rnd.random() >= 0.05
+            base = rnd.choice((100, 200, 300, 1000, 2000))
+            c.extensions = [str(base + i) for i in range(1, 2 + rnd.randrange(20))]
+            cc, n = c.country
+            c.dids = [cc + _digits(rnd, n) for _ in range(1 + rnd.randrange(3))]
+
+    def _cards_and_invoices(self, rnd: random.Random) -> None:
+        opts = self.options
+        # Invoices close every 30 days counting back from the end; the last 30 days are
+        # not invoiced yet.
+        blocks = max(0, math.ceil(opts.days / 30) - 1)
+        for c in self.customers:
+            if c.bill_type == "callshop":
+                count = 2 + rnd.randrange(3)
+            elif c.bill_type.startswith("prepaid") and rnd.random() < 0.2:
+                count = 1
+            else:
+                count = 0
+            for i in range(count):
+                card_id = len(self.cards) + 1
+                name = f"Booth {i + 1}" if c.bill_type == "callshop" else f"Card {card_id:05d}"
+                self.cards.append({"id": card_id, "customer": c.id, "name": name})
+                c.cards.append(card_id)
+            if c.bill_type in ("postpaid", "prepaid_invoices"):
+                for block in range(1, blocks + 1):
+                    invoice_id = len(self.invoices) + 1
+                    self.invoices.append({"id": invoice_id, "customer": c.id})
+                    c.invoices[block] = invoice_id
+
+    def _charges(self) -> None:
+        # Each level down the chain pays its reseller's price plus a margin.
+        for c in self.customers:
+            chain = []
+            node: _Customer | None = c
+            while node is not None and (node.parent is not None or node is c):
+                chain.append(node)
+                node = self._by_id.get(node.parent) if node.parent else None
+            for cust in chain:
+                markup = 1.0 + 0.15 * cust.depth
+                tax = (0, 200, 100, 0, 250)[cust.id % 5]
+                value = self._currency_value[cust.currency]
+                c.charges.append((cust.id, cust.currency, markup / value, tax))
+
+    def _users(self, rnd: random.Random) -> list[dict[str, Any]]:
+        opts = self.options
+        users: list[dict[str, Any]] = []
+        taken: set[str] = set()
+
+        def add(c: _Customer, kind: str, *, enabled: bool = True, name: str = "") -> None:
+            username = name or f"c{c.id}-{kind}"
+            if username in taken or len(users) >= opts.user_count:
+                return
+            taken.add(username)
+            users.append(
+                {
+                    "username": username,
+                    "password": opts.password,
+                    "customer": c.id,
+                    "role": ROLE_BY_KIND[kind],
+                    "enabled": enabled,
+                }
+            )
+
+        owner = self.customers[0]
+        add(owner, "admin", name="owner")
+        add(owner, "viewer", name="owner-viewer")
+        add(owner, "phone", name="owner-phone")
+        others = self.customers[1:]
+        # One of each case the API must answer differently, when the tree has one.
+        picks = [
+            (lambda c: c.reseller and c.depth == 1 and c.enabled, "admin"),
+            (lambda c: not c.reseller and c.enabled and c.rate_plan != PLAN_NO_CDRS, "viewer"),
+            (lambda c: c.bill_type == "callshop" and c.enabled, "callshop"),
+            (lambda c: c.bill_type == "callshop" and c.enabled, "callshop-archive"),
+            (lambda c: c.enabled, "phone"),
+            (lambda c: c.rate_plan == PLAN_NO_CDRS and c.enabled, "viewer"),
+            (lambda c: not c.enabled, "viewer"),
+        ]
+        for test, kind in picks:
+            found = [c for c in others if test(c)]
+            if found:
+                add(found[rnd.randrange(len(found))], kind)
+        # Then customers at every depth in turn, with the kinds that suit them.
+        levels = [[c for c in others if c.depth == d] for d in range(1, opts.depth + 1)]
+        levels = [lv for lv in levels if lv]
+        attempts = 0
+        while len(users) < opts.user_count and levels and attempts < 50 * opts.user_count:
+            attempts += 1
+            level = levels[attempts % len(levels)]
+            c = level[rnd.randrange(len(level))]
+            if c.reseller:
+                kind = "admin" if rnd.random() < 0.7 else "viewer"
+            elif c.bill_type == "callshop":
+                kind = "callshop" if rnd.random() < 0.6 else "callshop-archive"
+            else:
+                kind = "viewer" if rnd.random() < 0.85 else "phone"
+            add(c, kind, enabled=rnd.random() >= 0.05)
+        return users
+
+    def objects(self) -> dict[str, list[dict[str, Any]]]:
+        """Everything but the legs, in the file's shape."""
+        return {
+            "currencies": self.currencies,
+            "rate_plans": [dict(p) for p in RATE_PLANS],
+            "roles": [dict(r) for r in ROLES],
+            "customers": [
+                {
+                    "id": c.id,
+                    "parent": c.parent,
+                    "name": c.name,
+                    "bill_type": c.bill_type,
+                    "currency": c.currency,
+                    "rate_plan": c.rate_plan,
+                    "enabled": c.enabled,
+                }
+                for c in self.customers
+            ],
+            "users": self.users,
+            "peers": [{"id": i, "name": name} for i, name in enumerate(PEERS, start=1)],
+            "cards": self.cards,
+            "invoices": self.invoices,
+        }
+
+    # --- legs -----------------------------------------------------------------------
+
+    def legs(self) -> Iterator[dict[str, Any]]:
+        """`options.legs` legs in order of start time (ties in order of uniqueid)."""
+        opts = self.options
+        rnd = self._rnd = random.Random(f"enswitch-dataset:{opts.seed}:legs")  # noqa: S311
+        r = rnd.random
+        period_start = opts.end - opts.days * DAY
+        archive_before = period_start + (opts.days * DAY) // 4
+
+        # Busier in office hours and on weekdays (1970-01-01 was a Thursday).
+        hour_weight = (
+            1,
+            1,
+            1,
+            1,
+            1,
+            2,
+            4,
+            8,
+            14,
+            18,
+            18,
+            16,
+            12,
+            15,
+            17,
+            16,
+            13,
+            9,
+            6,
+            4,
+            3,
+            2,
+            1,
+            1,
+        )
+        weights = []
+        for h in range(opts.days * 24):
+            t = period_start + h * 3600
+            weekend = (t // DAY + 3) % 7 >= 5
+            weights.append(hour_weight[(t % DAY) // 3600] * (0.35 if weekend else 1.0))
+        total_weight = sum(weights)
+
+        # Some customers are much busier than others; disabled ones less so.
+        ranks = list(range(1, len(self.customers) + 1))
+        rnd.shuffle(ranks)
+        self._cum: list[float] = []
+        acc = 0.0
+        for c, rank in zip(self.customers, ranks, strict=True):
+            acc += rank**-0.7 * (1.0 if c.enabled else 0.2) * (0.3 if c.parent is None else 1)
+            self._cum.append(acc)
+        self._cum_total = acc
+
+        self._external = [cc + _digits(rnd, n) for cc, n in COUNTRIES for _ in range(300)]
+        self._external += ["00" + e for e in self._external[:200]] + list(SHORT_NUMBERS)
+        self._statuses = _cumulative(STATUSES)
+        self._targets = _cumulative(TARGET_TYPES)
+        self._counter = 0
+
+        emitted = 0
+        acc_weight = 0.0
+        for h, weight in enumerate(weights):
+            acc_weight += weight
+            want = round(opts.legs * acc_weight / total_weight) - emitted
+            if want <= 0:
+                continue
+            hour_start = period_start + h * 3600
+            batch: list[dict[str, Any]] = []
+            while len(batch) < want:
+                batch += self._call(hour_start + int(r() * 3600))
+            del batch[want:]
+            # Stable: legs that start together stay in the order made, the uniqueid order.
+            batch.sort(key=itemgetter("start"))
+            for leg in batch:
+                leg["archived"] = leg["start"] < archive_before
+                if leg["costs"]:
+                    block = (opts.end - leg["start"] - 1) // (30 * DAY)
+                    leg["invoice"] = self._by_id[leg["scustomer"]].invoices.get(block)
+                yield leg
+            emitted += want
+
+    def _pick_customer(self) -> _Customer:
+        return self.customers[bisect.bisect(self._cum, self._rnd.random() * self._cum_total)]
+
+    def _call(self, start: int) -> list[dict[str, Any]]:
+        """The legs of one call (one to three, sharing the first leg's uniqueid as callid)."""
+        rnd = self._rnd
+        r = rnd.random
+        c = self.customers[bisect.bisect(self._cum, r() * self._cum_total)]
+        values, cum = self._statuses
+        status = values[bisect.bisect(cum, r())]
+        answered = status == "answer"
+        # expovariate(1 / 150), without its call overhead: mean 2.5 minutes.
+        talk = min(int(-math.log(1.0 - r()) * 150) + 1, 7200) if answered else 0
+        ring = 0 if status in ("congestion", "chanunavail") else int(r() * 25)
+        ext = c.extensions[int(r() * len(c.extensions))]
+        external = self._external
+        outside = external[int(r() * len(external))]
+        peer = 1 + int(r() * len(PEERS))
+        leg = self._leg
+        x = r()
+        if c.bill_type == "callshop" and c.cards and x < 0.8:  # a booth calling out
+            card = c.cards[int(r() * len(c.cards))]
+            return [
+                leg(
+                    None,
+                    start,
+                    ring,
+                    talk,
+                    status,
+                    "out",
+                    c,
+                    "phone",
+                    ext,
+                    "external",
+                    outside,
+                    "external",
+                    outside,
+                    peer=peer,
+                    card=card,
+                    charged=True,
+                )
+            ]
+        if x < 0.45:  # out to the world
+            return [
+                leg(
+                    None,
+                    start,
+                    ring,
+                    talk,
+                    status,
+                    "out",
+                    c,
+                    "phone",
+                    ext,
+                    "external",
+                    outside,
+                    "external",
+                    outside,
+                    peer=peer,
+                    charged=True,
+                )
+            ]
+        if x < 0.82:  # in from the world, to one of the customer's numbers
+            values, cum = self._targets
+            dtype = values[bisect.bisect(cum, r())]
+            did = c.dids[int(r() * len(c.dids))]
+            first = leg(
+                None,
+                start,
+                ring,
+                talk,
+                status,
+                "in",
+                c,
+                "external",
+                outside,
+                "did",
+                did,
+                dtype,
+                ext,
+                peer=peer,
+                charged=r() < 0.1,
+            )
+            legs = [first]
+            later = start + ring
+            if dtype in ("queue", "huntgroup"):  # on to an agent's phone
+                agent = c.extensions[int(r() * len(c.extensions))]
+                legs.append(
+                    leg(
+                        first["callid"],
+                        later,
+                        int(r() * 10),
+                        talk,
+                        status,
+                        "internal",
+                        c,
+                        dtype,
+                        ext,
+                        "phone",
+                        agent,
+                        "phone",
+                        agent,
+                    )
+                )
+            elif answered and r() < 0.1:  # forwarded to a mobile
+                mobile = external[int(r() * len(external))]
+                legs.append(
+                    leg(
+                        first["callid"],
+                        later,
+                        int(r() * 10),
+                        talk,
+                        status,
+                        "out",
+                        c,
+                        "phone",
+                        ext,
+                        "external",
+                        mobile,
+                        "external",
+                        mobile,
+                        peer=peer,
+                        charged=True,
+                    )
+                )
+            if not answered and r() < 0.5:  # the caller leaves a message
+                legs.append(
+                    leg(
+                        first["callid"],
+                        later,
+                        0,
+                        1 + int(r() * 40),
+                        "answer",
+                        "internal",
+                        c,
+                        "phone",
+                        ext,
+                        "voicemail",
+                        ext,
+                        "voicemail",
+                        ext,
+                    )
+                )
+            return legs
+        # Phone to phone: within the customer, or to another customer on the system.
+        other = self._pick_customer() if r() < 0.3 else None
+        if other is not None and other.id != c.id:
+            to = other.extensions[int(r() * len(other.extensions))]
+            return [
+                leg(
+                    None,
+                    start,
+                    ring,
+                    talk,
+                    status,
+                    "internal",
+                    c,
+                    "phone",
+                    ext,
+                    "phone",
+                    to,
+                    "phone",
+                    to,
+                    dcustomer=other,
+                    charged=True,
+                )
+            ]
+        to = c.extensions[int(r() * len(c.extensions))]
+        return [
+            leg(
+                None,
+                start,
+                ring,
+                talk,
+                status,
+                "internal",
+                c,
+                "phone",
+                ext,
+                "phone",
+                to,
+                "phone",
+                to,
+            )
+        ]
+
+    def _leg(
+        self,
+        callid: str | None,
+        start: int,
+        ring: int,
+        talk: int,
+        status: str,
+        direction: str,
+        c: _Customer,
+        stype: str,
+        snumber: str,
+        ctype: str,
+        cnumber: str,
+        dtype: str,
+        dnumber: str,
+        *,
+        peer: int | None = None,
+        card: int | None = None,
+        dcustomer: _Customer | None = None,
+        charged: bool = False,
+    ) -> dict[str, Any]:
+        r = self._rnd.random
+        self._counter += 1
+        uid = f"{start}.{self._counter}"
+        costs: list[dict[str, Any]] = []
+        if talk and charged:
+            rate = 4_000 + int(r() * 60_000)  # micro-units of the base currency a minute
+            base = (talk + 59) // 60 * rate
+            sign = -1 if r() < 0.02 else 1  # a credit now and then
+            for cust_id, currency, mult, tax in c.charges:
+                amount = sign * int(base * mult)
+                costs.append(
+                    {
+                        "customer": cust_id,
+                        "cost": _money(amount),
+                        "tax": _money(amount * tax // 1000),
+                        "currency": currency,
+                    }
+                )
+            if card is not None:
+                amount = sign * int(base * 1.5 / self._currency_value[c.currency])
+                costs.append(
+                    {
+                        "card": card,
+                        "cost": _money(amount),
+                        "tax": "0.000000",
+                        "currency": c.currency,
+                    }
+                )
+            if dcustomer is not None and all(e.get("customer") != dcustomer.id for e in costs):
+                costs.append(
+                    {
+                        "customer": dcustomer.id,
+                        "cost": "0.000000",
+                        "tax": "0.000000",
+                        "currency": dcustomer.currency,
+                    }
+                )
+        return {
+            "uniqueid": uid,
+            "callid": callid or uid,
+            "start": start,
+            "end": start + ring + talk,
+            "talktime": talk,
+            "status": status,
+            "direction": direction,
+            "stype": stype,
+            "snumber": snumber,
+            "ctype": ctype,
+            "cnumber": cnumber,
+            "dtype": dtype,
+            "dnumber": dnumber,
+            "callername": CALLER_NAMES[int(r() * len(CALLER_NAMES))],
+            "scustomer": c.id,
+            "dcustomer": dcustomer.id if dcustomer is not None else None,
+            "peer": peer,
+            "invoice": None,
+            "card": card,
+            "archived": False,
+            "costs": costs,
+        }
+
+
+# --- output -------------------------------------------------------------------------
+
+
+def generate(options: Options | None = None, **kwargs: Any) -> dict[str, Any]:
+    """A whole dataset as a dict, legs included: for small sizes (tests, fixtures)."""
+    gen = DatasetGenerator(options or Options(**kwargs))
+    data: dict[str, Any] = gen.objects()
+    data["cdrs"] = list(gen.legs())
+    return data
+
+
+def _chunks(gen: DatasetGenerator, size: int = 4096) -> Iterator[list[bytes]]:
+    dumps = orjson.dumps
+    chunk: list[bytes] = []
+    for leg in gen.legs():
+        chunk.append(dumps(leg))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def write_dataset(
+    out: BinaryIO,
+    options: Options | None = None,
+    *,
+    cdrs_out: BinaryIO | None = None,
+    **kwargs: Any,
+) -> DatasetGenerator:
+    """Write a dataset, streaming the legs: into `out`'s `cdrs` list, or one a line into
+    `cdrs_out` (JSONL) when given. One object a line, so that files diff well."""
+    gen = DatasetGenerator(options or Options(**kwargs))
+    parts = [
+        b'"' + name.encode() + b'": [' + b"".join(b"\n" + orjson.dumps(o) + b"," for o in items)
+        for name, items in gen.objects().items()
+    ]
+    # Drop each list's last comma: no trailing commas in JSON.
+    out.write(
+        b"{\n"
+        + b"],\n".join(p.removesuffix(b",") + (b"\n" if p.endswith(b",") else b"") for p in parts)
+    )
+    if cdrs_out is not None:
+        out.write(b"]\n}\n")
+        for chunk in _chunks(gen):
+            cdrs_out.write(b"\n".join(chunk) + b"\n")
+        return gen
+    out.write(b'],\n"cdrs": [')
+    sep = b"\n"
+    for chunk in _chunks(gen):
+        out.write(sep + b",\n".join(chunk))
+        sep = b",\n"
+    out.write(b"\n]\n}\n" if sep != b"\n" else b"]\n}\n")
+    return gen
