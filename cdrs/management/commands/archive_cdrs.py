@@ -106,7 +106,9 @@ class Command(BaseCommand):
         move = self._move(options)
         using = options["database"]
         vendor = connections[using].vendor
-        batch_size = options["batch_size"] or archive.DEFAULT_BATCH_SIZE.get(vendor, 10_000)
+        batch_size = options["batch_size"]
+        if batch_size is None:
+            batch_size = archive.DEFAULT_BATCH_SIZE.get(vendor, 10_000)
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         if options["jobs"] < 1:
@@ -123,16 +125,17 @@ class Command(BaseCommand):
                     archive.vacuum(move, using=using)
         except ArchiveLocked as exc:
             raise CommandError(str(exc), returncode=EXIT_LOCKED) from exc
-        except (ArchiveError, DatabaseError) as exc:
-            raise CommandError(
-                f"{exc}\nThe batch in progress was rolled back and every batch before it is "
-                "complete: the store is consistent. Run the command again to continue."
-            ) from exc
         except KeyboardInterrupt:
             raise CommandError(
                 "interrupted: the batch in progress was rolled back; run again to continue",
                 returncode=130,
             ) from None
+        except Exception as exc:  # noqa: BLE001 - every failure gets the same clear ending
+            what = str(exc) if isinstance(exc, ArchiveError | DatabaseError) else repr(exc)
+            raise CommandError(
+                f"{what}\nThe batch in progress was rolled back and every batch before it is "
+                "complete: the store is consistent. Run the command again to continue."
+            ) from exc
         self._report_run(move, result)
 
     def _move(self, options: dict[str, Any]) -> Move:
