@@ -352,20 +352,22 @@ class DatasetGenerator:
             child_depth = parent.depth + 1
             shares: list[int] = []  # one per sub-reseller: itself plus its customers
             if child_depth < opts.depth and budget >= 2:
+                # A sub-reseller gets enough customers to reach the depth asked for
+                # (one more level each), whenever the budget allows.
+                chain = 1 + opts.depth - child_depth
                 if parent.parent is None:
                     leaves = budget // 50
                     resold = budget - leaves
-                    k = min(resold, max(1, round(resold / opts.top_reseller_size)))
+                    k = round(resold / opts.top_reseller_size)
                 else:
-                    # At least one sub-reseller with a customer under it, so that the
-                    # tree reaches the depth asked for whenever there are enough customers.
-                    resold = max(2, budget // 2)
-                    k = min(resold // 2, max(1, min(8, budget // 40)))
+                    resold = max(min(budget, chain), budget // 2)
                     leaves = budget - resold
+                    k = min(8, budget // 40)
+                k = max(1, min(k, resold // chain))
                 shares = [resold // k + (1 if i < resold % k else 0) for i in range(k)]
             else:
                 leaves = budget
-            kinds = [s for s in shares] + [0] * leaves
+            kinds = shares + [0] * leaves
             rnd.shuffle(kinds)
             parent.reseller = True
             for share in kinds:
@@ -409,6 +411,16 @@ class DatasetGenerator:
             c.extensions = [str(base + i) for i in range(1, 2 + rnd.randrange(20))]
             cc, n = c.country
             c.dids = [cc + _digits(rnd, n) for _ in range(1 + rnd.randrange(3))]
+        # Every case at least once, however small the system: each billing type, a
+        # disabled customer, one without a rate plan, one whose plan hides call records.
+        leaves = [c for c in self.customers if not c.reseller and c.parent is not None]
+        rnd.shuffle(leaves)
+        for c, (bill_type, _) in zip(leaves, LEAF_BILL_TYPES, strict=False):
+            c.bill_type = bill_type
+        if len(leaves) > len(LEAF_BILL_TYPES) + 2:
+            leaves[-1].enabled = False
+            leaves[-2].rate_plan = None
+            leaves[-3].rate_plan = PLAN_NO_CDRS
 
     def _cards_and_invoices(self, rnd: random.Random) -> None:
         opts = self.options
