@@ -378,42 +378,22 @@ def test_json_with_a_charset(client, actors):
     assert answer.ids == ["b"]
 
 
-@pytest.mark.xfail(
-    reason="contract bug: a JSON integer of more than 4300 digits makes json.loads fail, "
-    "so the whole body is dropped (answer: 401, or a 400 on 'body'), not a 400 on 'start'",
-    strict=True,
-)
 def test_json_integer_of_thousands_of_digits_is_400_on_that_parameter(client, actors):
     body = '{"start": 1' + "0" * 5000 + ", " + json.dumps(actors.owner.creds)[1:]
     h.assert_invalid(h.post_json(client, LIST, body), "start")
 
 
-@pytest.mark.xfail(
-    reason="contract bug: a JSON password holding a lone surrogate (\\ud800) reaches the "
-    "password hasher, whose UTF-8 encoding fails: 500 'internal' instead of 401",
-    strict=True,
-)
 @pytest.mark.parametrize("username", ["owner", "nobody"])
 def test_credentials_with_lone_surrogates_are_401(client, actors, username):
     body = '{"auth_username": "' + username + '", "auth_password": "\\ud800"}'
     h.assert_error(h.post_json(client, LIST, body), 401)
 
 
-@pytest.mark.xfail(
-    reason="contract bug: a JSON username holding a lone surrogate reaches the database "
-    "driver, which cannot encode it: 500 instead of 401",
-    strict=True,
-)
 def test_username_with_a_lone_surrogate_is_401(client, actors):
     body = '{"auth_username": "own\\udfffer", "auth_password": "x"}'
     h.assert_error(h.post_json(client, LIST, body), 401)
 
 
-@pytest.mark.xfail(
-    reason="contract bug (ambiguous): a JSON string parameter holding a lone surrogate "
-    "reaches the database driver: 500 instead of a 400 on that parameter (or no match)",
-    strict=True,
-)
 def test_string_parameter_with_a_lone_surrogate_is_not_a_500(client, actors):
     body = '{"status": "\\ud800", ' + json.dumps(actors.owner.creds)[1:]
     answer = h.post_json(client, LIST, body)
