@@ -87,8 +87,11 @@ def test_nothing_outside_the_subtree_is_ever_shown(client, scenario):
                 answer = h.call(client, LIST, **who.creds, **{param: cid})
                 assert answer.raw == baseline.raw, (param, cid)
 
-        for customer, recurse in itertools.product(customers, ["0", "1"]):
-            cost_customer = next(cost_customers)
+        # Every value of `customer`, each with both values of `recurse` over two examples
+        # (the example's parity picks which comes first), and `cost_customer` in turn.
+        recurses = itertools.cycle(["0", "1"] if len(world.legs) % 2 else ["1", "0"])
+        for customer in customers:
+            recurse, cost_customer = next(recurses), next(cost_customers)
             params = {
                 "customer": customer,
                 "recurse": recurse,
@@ -172,12 +175,11 @@ def test_named_actors_see_only_their_branch(client, branches, who, allowed_legs)
     cards = {500: 11, 600: 21}
     ids = ["1", "10", "11", "20", "21", "999"]
     seen = set()
-    for customer, recurse, cost_customer, archive in itertools.product(
-        ["", "all", "prepaid", "postpaid", "external", *ids],
-        ["0", "1"],
-        ["", "scustomer", "card", *ids],
-        ["0", "1"],
+    cost_customers = itertools.cycle(["", "scustomer", "card", *ids])
+    for customer, recurse, archive in itertools.product(
+        ["", "all", "prepaid", "postpaid", "external", *ids], ["0", "1"], ["0", "1"]
     ):
+        cost_customer = next(cost_customers)
         params = dict(
             customer=customer, recurse=recurse, cost_customer=cost_customer, archive=archive
         )
