@@ -6,12 +6,14 @@ with a customer under it (11), and Charlie (21, under 20) in another branch.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from decimal import Decimal
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import DatabaseError, OperationalError
 
 from cdrs.models import Leg
 from customers.models import Customer, RatePlan, Role
@@ -1331,3 +1333,85 @@ def test_get_envelope_data_is_an_object(client, legs):
     answer = ask(client, legs.customer, GET, uniqueid="mine")
     assert isinstance(answer.data, dict)
     assert answer.http["Content-Type"] == "application/json; charset=utf-8"
+
+
+# --- section 2: 500 ------------------------------------------------------------------
+
+SECRET_SQL = 'SELECT "cdrs_leg"."uniqueid" FROM "cdrs_leg" -- password=hunter2'
+
+
+def _fail_with(monkeypatch, exc: Exception) -> None:
+    """Make the list and get queries fail as a broken database would."""
+
+    def boom(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr("cdrs.views.LegFilterSet.rows", boom)
+    monkeypatch.setattr("cdrs.views.LegGetFilterSet.row", boom)
+
+
+@pytest.mark.parametrize(
+    ("exc", "key"),
+    [
+        (OperationalError(f"could not connect to server: {SECRET_SQL}"), "database"),
+        (DatabaseError(f"syntax error at or near {SECRET_SQL}"), "database"),
+        (OperationalError("canceling statement due to statement timeout"), "timeout"),
+    ],
+)
+@pytest.mark.parametrize("path", [LIST, GET])
+def test_database_failures_are_a_500_envelope_without_details(
+    client, actors, monkeypatch, settings, exc, key, path
+):
+    _fail_with(monkeypatch, exc)
+    for status_setting, http in [("200", 200), ("code", 500)]:
+        settings.ENSWITCH_HTTP_STATUS = status_setting
+        answer = ask(client, actors.customer, path, uniqueid="a")
+        assert answer.status == http
+        assert answer.http["Content-Type"] == "application/json; charset=utf-8"
+        assert set(answer.body) == {"responses"}
+        (entry,) = answer.responses
+        assert entry["code"] == "500"
+        assert entry["key"] == key
+        assert entry["message"]
+        for leak in ("hunter2", "SELECT", "cdrs_leg", "Traceback", "password", "canceling"):
+            assert leak not in answer.raw.decode(), leak
+
+
+def test_unexpected_failures_are_a_500_envelope(client, actors, monkeypatch):
+    _fail_with(monkeypatch, RuntimeError(f"internal detail {SECRET_SQL}"))
+    answer = ask(client, actors.customer, limit=0)
+    (entry,) = answer.responses
+    assert entry["code"] == "500"
+    assert entry["key"]
+    assert " " not in entry["key"]
+    assert "hunter2" not in answer.raw.decode()
+    assert "internal detail" not in answer.raw.decode()
+
+
+def test_a_stream_that_fails_before_its_first_row_is_a_500_envelope(client, actors, monkeypatch):
+    def failing_stream(*args, **kwargs):
+        raise OperationalError(f"server closed the connection: {SECRET_SQL}")
+        yield b""  # pragma: no cover - a generator that fails when first read
+
+    monkeypatch.setattr("cdrs.views.stream_rows", failing_stream)
+    answer = ask(client, actors.customer, limit=0)
+    (entry,) = answer.responses
+    assert (entry["code"], entry["key"]) == ("500", "database")
+    assert "hunter2" not in answer.raw.decode()
+
+
+def test_http_status_setting_is_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ENSWITCH_HTTP_STATUS", "code")
+    spec = importlib.util.spec_from_file_location("settings_copy", settings_module_path())
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.ENSWITCH_HTTP_STATUS == "code"
+    monkeypatch.delenv("ENSWITCH_HTTP_STATUS")
+    spec.loader.exec_module(module)
+    assert module.ENSWITCH_HTTP_STATUS == "200"
+
+
+def settings_module_path() -> str:
+    import enswitch.settings
+
+    return enswitch.settings.__file__

@@ -370,6 +370,14 @@ def test_bad_json_values_wait_for_the_earlier_stages(client, actors):
     ]
 
 
+def test_json_repeated_key_the_last_one_wins(client, actors):
+    creds = json.dumps(actors.customer.creds)[1:-1]
+    body = '{"status": "busy", ' + creds + ', "status": "answer"}'
+    assert h.post_json(client, LIST, body).ids == ["a"]
+    body = '{"status": "busy", ' + creds + ', "status": null}'
+    assert h.post_json(client, LIST, body).ids == ["a", "b"]
+
+
 def test_json_with_a_charset(client, actors):
     body = json.dumps({**actors.customer.creds, "status": "busy"}).encode()
     answer = h.request(
