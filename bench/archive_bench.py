@@ -230,6 +230,12 @@ def counts(conn: psycopg.Connection) -> dict[str, int]:
     return dict(zip(keys, row, strict=True))
 
 
+def loadavg() -> str:
+    # The machine may be shared: a busy neighbour slows every figure here.
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def machine() -> str:
     mem = "?"
     with open("/proc/meminfo") as f:
@@ -251,6 +257,7 @@ def main() -> int:
     ap.add_argument("--days", type=int, default=400, help="Spread of the legs' start times.")
     ap.add_argument("--older-than", type=int, default=40, help="Archive cut-off (days).")
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--jobs", type=int, default=1, help="Passed to archive_cdrs --jobs.")
     ap.add_argument(
         "--no-trigger-bypass",
         action="store_true",
@@ -300,11 +307,16 @@ def main() -> int:
                 cmd += ["--batch-size", str(args.batch_size)]
             if args.no_trigger_bypass:
                 cmd += ["--no-trigger-bypass"]
+            if args.jobs != 1:
+                cmd += ["--jobs", str(args.jobs)]
+            load_before = loadavg()
             log(f"(b) manage.py {' '.join(cmd)}")
             t = time.perf_counter()
             out = manage(url, *cmd).stdout.strip()
             wall = time.perf_counter() - t
+            load_after = loadavg()
             log(f"    {out}")
+            log(f"    load average before {load_before}, after {load_after}")
             m = re.search(r"archived ([\d,]+) legs .* ([\d.]+) s, ([\d,]+) legs/s", out)
             moved = int(m.group(1).replace(",", "")) if m else 0
             rate = int(m.group(3).replace(",", "")) if m else 0
@@ -351,7 +363,8 @@ def main() -> int:
 - Data: {args.legs:,} legs spread over {args.days} days, {before_counts["live_costs"]:,} cost
   records, {CUSTOMERS + 1} customers
 - Archive run: `manage.py {" ".join(cmd)}`: moved {moved:,} legs at **{rate:,} legs/s**
-  (command wall time {wall:.1f} s, Python start-up included); result
+  (command wall time {wall:.1f} s, Python start-up included; load average
+  {load_before} before, {load_after} after); result
   {"consistent" if ok else "INCONSISTENT"} ({after_counts["live"]:,} live +
   {after_counts["archived"]:,} archived legs, each once, costs with their legs)
 - Query "customer 2's legs over the last day, ORDER BY start, uniqueid LIMIT 100",

@@ -6,16 +6,19 @@ run may be killed at any instant (kill -9 included) and simply started again; an
 reader's single statement (the API's archive=1 query is one UNION ALL) sees every leg
 exactly once, before or after a batch, never half-way.
 
-Two ways to move a batch:
+A batch is picked first (the next legs in (start, uniqueid) order, a plain read), then
+moved in one of two ways:
 
-- the fast path (PostgreSQL): two statements, each a DELETE ... RETURNING that feeds an
-  INSERT in the same statement, so exactly the rows removed are the rows written, even
-  with other sessions writing under READ COMMITTED. If anything unusual shows up (a leg
-  already in the destination, a leg changed or deleted since it was picked), the batch
-  is rolled back and done again the careful way.
-- the careful path (SQLite always, PostgreSQL on demand): pick and lock the batch,
-  refuse id clashes, copy legs (ON CONFLICT DO NOTHING), copy costs, delete costs,
-  delete legs.
+- the fast path (PostgreSQL): two statements, each a DELETE ... RETURNING that feeds a
+  plain INSERT in the same statement, so exactly the rows removed are the rows written,
+  even with other sessions writing under READ COMMITTED. If the role may, the per-row
+  foreign-key triggers are skipped and their work done once per distinct parent row
+  (see trigger_bypass_allowed). If anything unusual shows up (a leg already in the
+  destination, a picked leg changed or gone), the batch is rolled back and done again
+  the careful way.
+- the careful path (SQLite always, PostgreSQL on demand): lock the picked legs that
+  still qualify, refuse id clashes, copy legs (ON CONFLICT DO NOTHING), copy costs,
+  delete costs, delete legs; the per-row triggers run.
 
 A leg keeps its `id`. A leg the destination already holds (same uniqueid) is not
 duplicated: the source copy is dropped and its cost records are added to the
@@ -660,6 +663,8 @@ def run(
         bypass_triggers = trigger_bypass_allowed(move, using=using)
     if connections[using].vendor != "postgresql":
         jobs = 1  # one writer at a time on SQLite anyway
+    if jobs > 1 and connections[using].in_atomic_block:
+        raise ValueError("jobs > 1 moves batches on other connections: not inside a transaction")
     result = RunResult(trigger_bypass=bypass_triggers, jobs=jobs)
     began = time.monotonic()
     with _Movers(move, using=using, bypass_triggers=bypass_triggers, jobs=jobs) as movers:
@@ -831,8 +836,12 @@ def plan_move(move: Move, *, using: str = "default") -> Plan:
     connection = connections[using]
     sql = _Sql(move, connection, using)
     where, params = sql.where("s")
-    # One read-only transaction: the figures describe one state of the store.
+    # One snapshot, so the figures describe one state of the store (READ COMMITTED would
+    # take one per statement). Inside a caller's transaction, its snapshot rules.
+    own_transaction = not connection.in_atomic_block
     with transaction.atomic(using=using), connection.cursor() as cur:
+        if own_transaction and connection.vendor == "postgresql":
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cur.execute(
             f"SELECT count(*), min(s.{sql.start}), max(s.{sql.start}) FROM {sql.src} s "
             f"WHERE {where}",

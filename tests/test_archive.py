@@ -238,6 +238,23 @@ def test_rerun_after_a_partial_run_completes_the_job(world, monkeypatch):
     assert "archived 24 legs" in out.getvalue()
 
 
+def test_picked_legs_that_changed_or_went_meanwhile(world):
+    legs = make_legs(world, list(range(6)))
+    before = store()
+    move = archive.archive_move(before=T0 + 10)
+    picked = archive.pick(move, batch_size=10)
+    assert [row[0] for row in picked] == [leg.id for leg in legs]
+    Leg.objects.filter(pk=legs[2].pk).update(start=T0 + 50, end=T0 + 110)  # no longer old
+    LegCost.objects.filter(leg=legs[4]).delete()
+    Leg.objects.filter(pk=legs[4].pk).delete()  # gone
+    result = archive.move_picked(move, picked)
+    assert (result.selected, result.legs) == (6, 4)
+    after = store()
+    del before[legs[4].uniqueid]
+    assert after[legs[2].uniqueid][0] == "live"
+    check_moved(before, after, {legs[i].uniqueid for i in (0, 1, 3, 5)})
+
+
 # --- the destination already has the leg ----------------------------------------------
 
 
