@@ -50,7 +50,20 @@ def database_from_url(url: str) -> dict:
             "OPTIONS": {"timeout": 20},
         }
     if scheme in {"postgres", "postgresql", "pgsql"}:
-        options = dict(parse_qsl(parts.query))
+        options: dict = {
+            # Server-side parameters + prepared statements: the API sends the same few
+            # query shapes again and again, and PostgreSQL then skips planning them.
+            # Behind a transaction-mode pooler, add ?server_side_binding=0 to the URL.
+            "server_side_binding": True,
+            "prepare_threshold": 2,
+        }
+        for key, value in parse_qsl(parts.query):
+            if key == "server_side_binding":
+                options[key] = value.lower() in {"1", "true", "yes", "on"}
+            elif key == "prepare_threshold":
+                options[key] = int(value) if value.lower() not in {"", "none"} else None
+            else:
+                options[key] = value
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parts.path.lstrip("/")),
