@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from cdrs.dataset.generator import generate
 from cdrs.dataset.importer import DatasetError, ImportResult, import_dataset
@@ -345,7 +344,8 @@ def test_loading_the_same_file_twice_gives_the_same_store():
     load(data)
 
     assert snapshot() == once
-    assert ArchivedLeg.objects.exists() and Leg.objects.exists()
+    assert ArchivedLeg.objects.exists()
+    assert Leg.objects.exists()
 
 
 def test_a_second_load_updates_what_it_names_and_keeps_the_rest():
@@ -472,6 +472,14 @@ def test_command_reads_the_main_file_from_stdin(monkeypatch, capsys):
 
     assert Leg.objects.get().uniqueid == "1700000000.1"
     assert "Imported" in capsys.readouterr().out
+
+
+def test_command_reads_jsonl_from_stdin(monkeypatch):
+    load(EXAMPLE)
+    monkeypatch.setattr(sys, "stdin", _Stdin(jsonl([a_leg("p.1"), a_leg("p.2")]).getvalue()))
+    call_command("import_dataset", "--cdrs", "-")
+
+    assert Leg.objects.filter(uniqueid__startswith="p.").count() == 2
 
 
 def test_command_loads_jsonl(tmp_path, capsys):
@@ -642,6 +650,7 @@ BAD_FILES = {
     ),
     "not an object": (example(cdrs=[5]), "cdrs[0]: must be an object, not 5"),
     "section not a list": (example(peers={"id": 1}), "peers: must be a list, not an object"),
+    "cdrs not a list": (example(cdrs={}), "cdrs: must be a list, not an object"),
     "unknown section": (example(calls=[]), "calls: unknown section"),
 }
 

@@ -30,9 +30,11 @@ Writing legs, by database:
 from __future__ import annotations
 
 import gc
+import io
 import multiprocessing
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -119,18 +121,17 @@ class ImportResult:
         return self.legs / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        objects = ", ".join(f"{n} {name}" for name, n in self.counts.items() if n)
-        legs = (
-            f"; {self.legs} legs ({self.archived_legs} archived, {self.costs} cost records) "
-            f"in {self.legs_seconds:.1f} s, {self.legs / max(self.legs_seconds, 1e-9):,.0f} "
-            f"legs/s [{self.method}]"
-            if self.legs
-            else ""
-        )
-        return (
-            f"Imported {objects or 'no objects'}{legs}; {self.seconds:.1f} s in all "
-            f"({self.legs_per_second:,.0f} legs/s overall)"
-        )
+        """One line: what was loaded, how long it took, legs a second (over the legs'
+        part, which excludes reading the main file and hashing passwords)."""
+        objects = ", ".join(f"{n:,} {name}" for name, n in self.counts.items() if n)
+        legs = "no legs"
+        if self.legs:
+            rate = self.legs / max(self.legs_seconds, 1e-9)
+            legs = (
+                f"{self.legs:,} legs ({self.archived_legs:,} archived, {self.costs:,} cost "
+                f"records) in {self.legs_seconds:.1f} s: {rate:,.0f} legs/s [{self.method}]"
+            )
+        return f"Imported {objects or 'no objects'}; {legs}; {self.seconds:.1f} s in all"
 
 
 @dataclass
@@ -702,7 +703,6 @@ if {f.column for f in Leg._meta.concrete_fields} != {"id", *LEG_COLUMNS} or {
     raise ImportError("cdrs.dataset.importer: LEG_FIELDS/COST_FIELDS do not match the models")
 
 _LEG_KEYS = frozenset(LEG_FIELDS) - {"callername_folded"} | {"archived", "costs"}
-_REQUIRED = ("uniqueid", "callid", "start", "end", "talktime", "status", "direction", "scustomer")
 _OPTIONAL_STRINGS = ("stype", "snumber", "ctype", "cnumber", "dtype", "dnumber", "callername")
 _OPTIONAL_REFS = (
     ("dcustomer", "customers"),
@@ -1570,9 +1570,11 @@ def _read_main(source: BinaryIO | Mapping[str, Any] | None, name: str) -> Mappin
 
 
 def _size(stream: BinaryIO | None) -> int | None:
+    """Bytes left to read, when the stream is a regular file (a pipe's size is unknown)."""
     try:
-        return os.fstat(stream.fileno()).st_size if stream is not None else None
-    except (OSError, AttributeError, ValueError):
+        info = os.fstat(stream.fileno())  # type: ignore[union-attr]
+        return info.st_size - stream.tell() if stat.S_ISREG(info.st_mode) else None  # type: ignore[union-attr]
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
         return None
 
 
@@ -1591,11 +1593,6 @@ class _Batches:
         )
         self.bytes_read = 0
         self.bytes_total = _size(stream)
-        if self.bytes_total is not None and hasattr(stream, "tell"):
-            try:
-                self.bytes_total -= stream.tell()
-            except (OSError, ValueError):
-                self.bytes_total = None
 
     def __iter__(self) -> Iterator[tuple[Place, list[tuple[int, Any]]]]:
         legs = self.doc_legs
@@ -1651,8 +1648,10 @@ def import_dataset(
     for key in doc:
         if key not in TOP_LEVEL_KEYS:
             errors.add(f"{key}: unknown section (expected: {', '.join(sorted(TOP_LEVEL_KEYS))})")
-    doc_legs = doc.get("cdrs") or []
-    if type(doc_legs) is not list:
+    doc_legs = doc.get("cdrs")
+    if doc_legs is None:
+        doc_legs = []
+    elif type(doc_legs) is not list:
         errors.add(f"cdrs: must be a list, not {_show(doc_legs)}")
         doc_legs = []
     result = ImportResult()
