@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
+import psycopg
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"
 PYTHON = sys.executable
@@ -193,8 +195,9 @@ def query_sql(params: dict[str, str]) -> tuple[str, str]:
     fs.validate()
     qs = fs.rows(COLUMNS)
     sql, sql_params = qs.query.sql_with_params()
-    with connection.cursor() as cursor:
-        bound = cursor.cursor.mogrify(sql, sql_params)
+    connection.ensure_connection()
+    # The app binds parameters on the server; psql needs them written into the text.
+    bound = psycopg.ClientCursor(connection.connection).mogrify(sql, sql_params)
     currency = user.customer.currency_id
     as_json = (
         "SELECT json_build_object('uniqueid', t.uniqueid, 'callid', t.callid, 'start', t.start,"
