@@ -14,11 +14,15 @@ from decimal import Decimal
 import pytest
 from django.conf import settings as django_settings
 from django.db import DatabaseError, OperationalError
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from cdrs.models import Leg
 from customers.models import Customer, RatePlan, Role
 from tests import api_helpers as h
 from tests import factories as f
+from tests import reference as ref
 from tests.api_helpers import GET, INT64_MAX, LIST, make_leg
 
 pytestmark = pytest.mark.django_db
@@ -1415,3 +1419,31 @@ def settings_module_path() -> str:
     import enswitch.settings
 
     return enswitch.settings.__file__
+
+
+# --- section 4, as a property ---------------------------------------------------------
+
+INTEGERISH = st.one_of(
+    st.from_regex(r"-?0*[0-9]{1,21}", fullmatch=True),
+    st.text(alphabet="-+0123456789 _.e\u0661\uff11\u00b2\u09e7", max_size=6),
+    st.text(max_size=4),
+)
+
+
+@hypothesis_settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(value=INTEGERISH, param=st.sampled_from([*MINIMUM, *FLAGS]))
+def test_integer_parameters_follow_section_4(client, actors, param, value):
+    number = ref.parse_integer(value)
+    if param in FLAGS:
+        valid = value == "" or number in (0, 1)
+    else:
+        valid = value == "" or (number is not None and number >= MINIMUM[param])
+    answer = ask(client, actors.owner, **{param: value})
+    if valid:
+        h.assert_ok(answer)
+    else:
+        h.assert_invalid(answer, param)

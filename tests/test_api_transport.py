@@ -7,8 +7,13 @@ string and an exact body), and some are shaped like the clients seen in the wild
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from tests import api_helpers as h
 from tests import factories as f
@@ -581,3 +586,44 @@ def test_credentials_survive_every_encoding(client, actors):
     assert h.post_form(client, LIST, who.creds).ids == ["a", "b"]
     assert h.post_json(client, LIST, who.creds).ids == ["a", "b"]
     assert h.post_multipart(client, LIST, who.creds).ids == ["a", "b"]
+
+
+# --- any text survives any encoding ---------------------------------------------------
+
+TEXT = st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=12
+)
+
+
+@st.composite
+def encodings(draw: Any, text: str) -> bytes:
+    """One of the many ways a client may write `text` in a query string or form body."""
+    out = []
+    for ch in text:
+        utf8 = ch.encode()
+        escaped = "".join(f"%{b:02X}" for b in utf8)
+        choices = [escaped.encode(), escaped.lower().encode()]
+        if ch == " ":
+            choices.append(b"+")
+        if ch not in ";&+%#" and ch.isprintable() and ch != " ":
+            choices.append(utf8)  # raw, as a hand-built URL sends it
+        out.append(draw(st.sampled_from(choices)))
+    return b"".join(out)
+
+
+@hypothesis_settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data(), text=TEXT)
+def test_any_text_survives_any_encoding(client, actors, data, text):
+    with transaction.atomic():
+        make_leg("t", 11, start=50, status=text)
+        encoded = data.draw(encodings(text))
+        qs = creds_qs(actors.customer).encode() + b";status=" + encoded
+        assert raw(client, qs).ids == ["t"], (text, encoded)
+        assert h.post_form(client, LIST, qs).ids == ["t"], (text, encoded)
+        answer = h.post_json(client, LIST, {**actors.customer.creds, "status": text})
+        assert answer.ids == ["t"], text
+        transaction.set_rollback(True)
