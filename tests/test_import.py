@@ -750,6 +750,65 @@ def test_a_uniqueid_twice_once_archived_and_once_not(bulk):
     assert any('"t.4" appears more than once in this import' in m for m in messages), messages
 
 
+WAYS = {
+    "bulk, checked in worker processes": {"bulk": True, "workers": 2},
+    "bulk, checked here": {"bulk": True, "workers": 0},
+    "staged": {"bulk": False},
+}
+
+
+@pytest.mark.parametrize("way", WAYS.values(), ids=WAYS.keys())
+def test_jsonl_into_an_empty_store_every_way(way):
+    load(example(cdrs=[]))
+    legs = [
+        a_leg(
+            f"w.{i}",
+            archived=i % 3 == 0,
+            costs=[{"customer": 1, "cost": f"0.{i}", "currency": "USD"}],
+        )
+        for i in range(45)
+    ]
+
+    result = load(None, legs, batch_size=10, **way)
+
+    assert (result.legs, result.archived_legs, result.costs) == (45, 15, 45)
+    assert (Leg.objects.count(), ArchivedLeg.objects.count()) == (30, 15)
+    assert ArchivedLegCost.objects.get(leg__uniqueid="w.9").cost == Decimal("0.9")
+    ids = list(Leg.objects.values_list("id", flat=True)) + list(
+        ArchivedLeg.objects.values_list("id", flat=True)
+    )
+    assert len(set(ids)) == 45
+
+
+@pytest.mark.parametrize("way", WAYS.values(), ids=WAYS.keys())
+def test_jsonl_errors_every_way(way):
+    load(example(cdrs=[]))
+    before = snapshot()
+    legs = [a_leg(f"w.{i}") for i in range(45)]
+    legs[12]["scustomer"] = 5
+    legs[40] = a_leg("w.3", archived=True)
+
+    messages = errors_of(None, legs, batch_size=10, **way)
+
+    assert messages[0] == "cdrs.jsonl line 13: scustomer: no customer 5"
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("way", WAYS.values(), ids=WAYS.keys())
+def test_a_uniqueid_twice_in_jsonl_every_way(way):
+    load(example(cdrs=[]))
+    legs = [a_leg(f"w.{i}", archived=i > 30) for i in range(45)]
+    legs[40] = a_leg("w.3", archived=True)  # the other table, another batch
+    legs[41] = a_leg("w.5")  # the same table, another batch
+
+    messages = errors_of(None, legs, batch_size=10, **way)
+
+    assert messages[0] in (
+        'cdrs.jsonl line 41: uniqueid: "w.3" appears more than once in this import',
+        'cdrs.jsonl line 42: uniqueid: "w.5" appears more than once in this import',
+    ), messages
+
+
 def test_references_may_point_to_stored_objects():
     load(EXAMPLE)
     load(

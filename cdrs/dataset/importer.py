@@ -36,6 +36,7 @@ import os
 import re
 import stat
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -1181,6 +1182,7 @@ _INT_FIELDS = frozenset(
 )
 # Legs go through binary COPY: cheaper to format here and to parse there than text.
 _LEG_TYPES = ["int8" if f in _INT_FIELDS else "text" for f in LEG_FIELDS]
+_LEG_COPY_TYPES = ["int8", *_LEG_TYPES]  # with the id first
 
 
 class _PgWriter:
@@ -1431,47 +1433,55 @@ class _PgBulkWriter(_PgWriter):
             for side in (False, True)
         }
 
+    def reserve(self, n: int) -> int:
+        """The first of `n` ids for a batch: new legs are numbered here, not by the
+        sequence (set once at the end), so that checked batches arrive formatted."""
+        first = self.next_id
+        self.next_id += n
+        return first
+
     def write(self, batch: _Batch) -> list[str]:
+        first = self.reserve(len(batch.rows))
+        found = self.write_payloads(_bulk_payloads(batch, first), first, self.next_id - 1)
+        if found is not None:
+            return _repeated(batch, found)
+        self.counts.add(batch)
+        return []
+
+    def write_payloads(self, payloads: _Payloads, first: int, last: int) -> set[str] | None:
+        """COPY a batch's legs (ids first..last) and costs. Returns None, or the
+        uniqueids this import had already given (nothing more must be written then)."""
         import psycopg
 
         cur = self.raw.cursor()
-        first = self.next_id
-        self.next_id += len(batch.rows)
-        flags = batch.archived
         for side in (False, True):
-            rows = [(first + k, *row) for k, row in enumerate(batch.rows) if flags[k] == side]
-            if rows:
+            legs, costs = payloads[side]
+            if legs:
                 try:
                     with cur.copy(self.copy_leg[side]) as copy:
-                        copy.set_types(["int8", *_LEG_TYPES])
-                        for row in rows:
-                            copy.write_row(row)
+                        copy.write(legs)
                 except psycopg.errors.UniqueViolation as exc:
-                    found = re.search(r"\((.*)\) already exists", exc.diag.message_detail or "")
-                    return _repeated(batch, {found.group(1)} if found else set())
+                    found = re.search(r"\)=\((.*)\) already exists", exc.diag.message_detail or "")
+                    return {found.group(1)} if found else set()
                 self.written[side] = True
-            costs = [(first + k, *rest) for k, *rest in batch.costs if flags[k] == side]
             if costs:
                 with cur.copy(self.copy_cost[side]) as copy:
-                    for cost in costs:
-                        copy.write_row(cost)
+                    copy.write(costs)
         if self.written[False] and self.written[True]:
             # Plans fixed by hand: the statistics still describe empty tables, and a
             # sequential scan here would read the whole table for every batch.
-            cur.execute("SET LOCAL enable_seqscan = off")
-            cur.execute("SET LOCAL enable_hashjoin = off")
-            cur.execute("SET LOCAL enable_mergejoin = off")
+            for setting in _PLAN_BY_HAND:
+                cur.execute(f"SET LOCAL {setting} = off")
             twice: set[str] = set()
             for side in (False, True):
-                if side in flags:
-                    cur.execute(self.across[side], (first, self.next_id - 1))
+                if payloads[side][0]:
+                    cur.execute(self.across[side], (first, last))
                     twice.update(uid for (uid,) in cur.fetchall())
-            for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
+            for setting in _PLAN_BY_HAND:
                 cur.execute(f"SET LOCAL {setting} = DEFAULT")
             if twice:
-                return _repeated(batch, twice)
-        self.counts.add(batch)
-        return []
+                return twice
+        return None
 
     def finish(self) -> list[str]:
         cur = self.raw.cursor()
@@ -1483,6 +1493,48 @@ class _PgBulkWriter(_PgWriter):
             cur.execute(ddl.create)
         self._analyze()
         return []
+
+
+_PLAN_BY_HAND = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
+
+# Per side (False: live, True: archive): the legs' COPY data (binary) and the costs' (text).
+_Payloads = dict[bool, tuple[bytes | None, bytes | None]]
+
+
+def _bulk_payloads(batch: _Batch, first: int) -> _Payloads:
+    """A checked batch as COPY data for the tables themselves, legs numbered from
+    `first`. Made by psycopg's own formatters, so that it can be done in a worker
+    process and sent as bytes."""
+    from psycopg import adapters, pq
+    from psycopg._copy_base import BinaryFormatter, TextFormatter  # psycopg is pinned
+    from psycopg.adapt import Transformer
+
+    flags = batch.archived
+    payloads: _Payloads = {}
+    for side in (False, True):
+        legs = costs = None
+        rows = [(first + k, *row) for k, row in enumerate(batch.rows) if flags[k] == side]
+        if rows:
+            tx = Transformer()
+            tx.set_dumper_types(
+                [adapters.types.get_oid(t) for t in _LEG_COPY_TYPES], pq.Format.BINARY
+            )
+            formatter = BinaryFormatter(tx)
+            data = bytearray()
+            for row in rows:
+                data += formatter.write_row(row)
+            data += formatter.end()
+            legs = bytes(data)
+        cost_rows = [(first + k, *rest) for k, *rest in batch.costs if flags[k] == side]
+        if cost_rows:
+            formatter = TextFormatter(Transformer())
+            data = bytearray()
+            for row in cost_rows:
+                data += formatter.write_row(row)
+            data += formatter.end()
+            costs = bytes(data)
+        payloads[side] = (legs, costs)
+    return payloads
 
 
 def _repeated(batch: _Batch, uids: set[str]) -> list[str]:
@@ -1578,48 +1630,218 @@ def _size(stream: BinaryIO | None) -> int | None:
         return None
 
 
-class _Batches:
-    """Legs in batches: the main file's, then the JSONL file's, read line by line."""
+def _chunks(stream: BinaryIO, size: int, read: list[int]) -> Iterator[list[tuple[int, bytes]]]:
+    """The JSONL file's lines, numbered from 1, `size` at a time (blank lines skipped).
+    read[0] counts the bytes read so far."""
+    chunk: list[tuple[int, bytes]] = []
+    for n, line in enumerate(stream, start=1):
+        read[0] += len(line)
+        if len(line) < 4 and not line.strip():
+            continue
+        chunk.append((n, line))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _parse(chunk: list[tuple[int, bytes]], place: Place, errors: _Errors) -> list[tuple[int, Any]]:
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    items = []
+    for n, line in chunk:
+        try:
+            items.append((n, loads(line)))
+        except decode_error as exc:
+            errors.add(f"{place(n, '')}: not valid JSON: {exc}")
+    return items
+
+
+# --- checking in worker processes --------------------------------------------------------
+
+# What the worker processes need, set before they are forked (so inherited, not sent).
+_WORKER: dict[str, Any] = {}
+
+
+@dataclass
+class _Checked:
+    messages: list[str]
+    errors: int
+    payloads: _Payloads | None
+    legs: int = 0
+    archived: int = 0
+    costs: int = 0
+
+
+def _check_in_worker(job: tuple[list[tuple[int, bytes]], int]) -> _Checked:
+    """Parse, check and format one chunk of JSONL lines, legs numbered from `first`."""
+    chunk, first = job
+    checker: _LegChecker = _WORKER["checker"]
+    place: Place = _WORKER["place"]
+    errors = _Errors(_WORKER["limit"])
+    batch = checker.check(_parse(chunk, place, errors), place, errors)
+    if errors:
+        return _Checked(errors.messages, errors.total, None)
+    payloads = _bulk_payloads(batch, first)
+    return _Checked([], 0, payloads, len(batch.rows), sum(batch.archived), len(batch.costs))
+
+
+def _workers_for(writer: Any, asked: int | None) -> int:
+    """Worker processes for the JSONL file: only for the bulk writer (it takes data ready
+    for COPY). By default one per core (at most 4) when there are several: the workers
+    share the cores with the database's server process, and this process only reads
+    lines and passes bytes on."""
+    if not isinstance(writer, _PgBulkWriter):
+        return 0
+    if asked is not None:
+        return asked
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(cores or 1, 4) if (cores or 1) > 1 else 0
+
+
+class _Loader:
+    """The legs' part of an import: batches checked (here or in worker processes) and
+    handed to the writer, which runs in a thread so that the database works on one batch
+    while the next is checked. After the first error nothing more is written, but the
+    rest is still checked, to report every error."""
 
     def __init__(
-        self, doc_legs: list[Any], stream: BinaryIO | None, name: str, size: int, errors: _Errors
+        self,
+        writer: Any,
+        checker: _LegChecker,
+        errors: _Errors,
+        progress: Callable[[Progress], None] | None,
+        started: float,
     ) -> None:
-        self.doc_legs, self.stream, self.name, self.size, self.errors = (
-            doc_legs,
-            stream,
-            name,
-            size,
-            errors,
-        )
-        self.bytes_read = 0
-        self.bytes_total = _size(stream)
+        self.writer, self.checker, self.errors = writer, checker, errors
+        self.progress, self.started = progress, started
+        self.checked = 0
+        self.read = [0]
+        self.size: int | None = None
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="import-writer") if writer else None
+        self.pending: Future[list[str]] | None = None
+        self.db_errors = _database_errors()
 
-    def __iter__(self) -> Iterator[tuple[Place, list[tuple[int, Any]]]]:
-        legs = self.doc_legs
-        for i in range(0, len(legs), self.size):
-            yield _main_place, list(enumerate(legs[i : i + self.size], start=i))
-        if self.stream is None:
+    # Writing, one batch at a time in the writer thread.
+
+    def _collect(self) -> None:
+        if self.pending is None:
             return
-        place = _jsonl_place(self.name)
-        loads, decode_error, errors = orjson.loads, orjson.JSONDecodeError, self.errors
-        items: list[tuple[int, Any]] = []
-        read = 0
-        for n, line in enumerate(self.stream, start=1):
-            read += len(line)
-            if len(line) < 4 and not line.strip():
-                continue
-            try:
-                items.append((n, loads(line)))
-            except decode_error as exc:
-                errors.add(f"{place(n, '')}: not valid JSON: {exc}")
-                continue
-            if len(items) >= self.size:
-                self.bytes_read = read
-                yield place, items
-                items = []
-        self.bytes_read = read
-        if items:
-            yield place, items
+        try:
+            for message in self.pending.result():
+                self.errors.add(message)
+        except self.db_errors as exc:
+            self.errors.add(f"cdrs: the database refused a batch of legs: {exc}".strip())
+            self.writer = None  # the transaction is lost: check on, write no more
+        self.pending = None
+
+    def _submit(self, write: Callable[..., list[str]], *args: Any) -> None:
+        self._collect()
+        if self.writer is None or self.errors:
+            return
+        if self.thread is None:
+            for message in write(*args):
+                self.errors.add(message)
+        else:
+            self.pending = self.thread.submit(write, *args)
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            seconds = time.monotonic() - self.started
+            self.progress(Progress(self.checked, self.read[0], self.size, seconds))
+
+    # Reading and checking.
+
+    def load(
+        self,
+        doc_legs: list[Any],
+        cdrs: BinaryIO | None,
+        name: str,
+        size: int,
+        workers: int | None,
+    ) -> None:
+        # Nothing in a batch forms a reference cycle; the collector would only walk the
+        # batch's objects over and over (a third of the time spent reading them).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for i in range(0, len(doc_legs), size):
+                items = list(enumerate(doc_legs[i : i + size], start=i))
+                self._check_here(items, _main_place)
+            if cdrs is not None:
+                self.size = _size(cdrs)
+                chunks = _chunks(cdrs, size, self.read)
+                self._collect()  # no write in flight when the workers are forked
+                workers = _workers_for(self.writer, workers)
+                if workers:
+                    self._load_in_workers(chunks, name, workers)
+                else:
+                    place = _jsonl_place(name)
+                    for chunk in chunks:
+                        self._check_here(_parse(chunk, place, self.errors), place)
+            self._collect()
+        finally:
+            if collecting:
+                gc.enable()
+            if self.thread is not None:
+                self.thread.shutdown(wait=True)
+
+    def _check_here(self, items: list[tuple[int, Any]], place: Place) -> None:
+        batch = self.checker.check(items, place, self.errors)
+        self.checked += len(items)
+        if batch.rows and self.writer is not None:
+            self._submit(self.writer.write, batch)
+        self._report()
+
+    def _load_in_workers(
+        self, chunks: Iterator[list[tuple[int, bytes]]], name: str, workers: int
+    ) -> None:
+        place = _jsonl_place(name)
+        _WORKER.update(checker=self.checker, place=place, limit=self.errors.limit)
+        # Forked before any thread of this import starts; the workers leave through
+        # os._exit, so the database connection they inherit is never touched by them.
+        pool = multiprocessing.get_context("fork").Pool(workers)
+        try:
+            inflight: deque[tuple[list[tuple[int, bytes]], int, Any]] = deque()
+            for chunk in chunks:
+                first = self.writer.reserve(len(chunk)) if self.writer is not None else 0
+                inflight.append(
+                    (chunk, first, pool.apply_async(_check_in_worker, ((chunk, first),)))
+                )
+                while len(inflight) > 2 * workers:
+                    self._write_checked(*inflight.popleft(), place)
+            while inflight:
+                self._write_checked(*inflight.popleft(), place)
+        finally:
+            pool.terminate()
+            pool.join()
+            _WORKER.clear()
+
+    def _write_checked(
+        self, chunk: list[tuple[int, bytes]], first: int, result: Any, place: Place
+    ) -> None:
+        checked: _Checked = result.get()
+        self.checked += len(chunk)
+        for message in checked.messages:
+            self.errors.add(message)
+        self.errors.total += checked.errors - len(checked.messages)
+        if checked.payloads is not None and self.writer is not None:
+            self._submit(self._write_payloads, checked, chunk, first, place)
+        self._report()
+
+    def _write_payloads(
+        self, checked: _Checked, chunk: list[tuple[int, bytes]], first: int, place: Place
+    ) -> list[str]:
+        writer: _PgBulkWriter = self.writer
+        found = writer.write_payloads(checked.payloads, first, first + len(chunk) - 1)
+        if found is not None:
+            # Rare: read the chunk again to say where.
+            batch = self.checker.check(_parse(chunk, place, _Errors(0)), place, _Errors(0))
+            return _repeated(batch, found)
+        writer.counts.legs += checked.legs
+        writer.counts.archived += checked.archived
+        writer.counts.costs += checked.costs
+        return []
 
 
 # --- the whole load --------------------------------------------------------------------
@@ -1635,13 +1857,16 @@ def import_dataset(
     error_limit: int = ERROR_LIMIT,
     progress: Callable[[Progress], None] | None = None,
     bulk: bool | None = None,
+    workers: int | None = None,
 ) -> ImportResult:
     """Check and load a dataset: `source` (the main file, as a binary stream or an
     already parsed dict) and/or `cdrs` (a binary stream of JSONL legs).
 
     Raises DatasetError, having written nothing, when anything is wrong. `bulk`: on
     PostgreSQL, force (True) or forbid (False) the bulk way into an empty store; by
-    default it is used for loads of BULK_MIN_LEGS legs or more."""
+    default it is used for loads of BULK_MIN_LEGS legs or more. `workers`: processes
+    that check the JSONL legs in the bulk way (0: this process; default: one per core
+    when there are several)."""
     started = time.monotonic()
     errors = _Errors(error_limit)
     doc = _read_main(source, source_name)
@@ -1656,7 +1881,6 @@ def import_dataset(
         doc_legs = []
     result = ImportResult()
     connection = connections[DEFAULT_DB_ALIAS]
-    db_errors = _database_errors()
 
     with transaction.atomic():
         objects = _check_objects(doc, errors)
@@ -1666,70 +1890,20 @@ def import_dataset(
             result.counts = _write_objects(objects, tree, hashes)
 
         legs_started = time.monotonic()
-        batches = _Batches(doc_legs, cdrs, cdrs_name, batch_size, errors)
         writer = None
         if not errors and (doc_legs or cdrs is not None):
-            size = batches.bytes_total
             expected = len(doc_legs)
             if cdrs is not None:  # a pipe may bring any number: count it as large
+                size = _size(cdrs)
                 expected += BULK_MIN_LEGS if size is None else size // 400
             writer = _make_writer(connection, bulk=bulk, expected_legs=expected)
-        checker = _LegChecker(objects.known)
-        pool = (
-            ThreadPoolExecutor(1, thread_name_prefix="import-writer")
-            if writer and writer.threaded
-            else None
-        )
-        pending: Future[list[str]] | None = None
-        checked = 0
-
-        def collect() -> None:
-            nonlocal pending, writer
-            if pending is None:
-                return
-            try:
-                for message in pending.result():
-                    errors.add(message)
-            except db_errors as exc:
-                errors.add(f"cdrs: the database refused a batch of legs: {exc}".strip())
-                writer = None  # the transaction is lost: check on, write no more
-            pending = None
-
-        # Nothing in a batch forms a reference cycle; the collector would only walk the
-        # batch's objects over and over (a third of the time spent reading them).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            for place, items in batches:
-                batch = checker.check(items, place, errors)
-                checked += len(items)
-                collect()
-                if writer is not None and not errors and batch.rows:
-                    if pool is not None:
-                        pending = pool.submit(writer.write, batch)
-                    else:
-                        for message in writer.write(batch):
-                            errors.add(message)
-                if progress is not None:
-                    progress(
-                        Progress(
-                            checked,
-                            batches.bytes_read,
-                            batches.bytes_total,
-                            time.monotonic() - started,
-                        )
-                    )
-            collect()
-        finally:
-            if collecting:
-                gc.enable()
-            if pool is not None:
-                pool.shutdown(wait=True)
-        if writer is not None and not errors:
+        loader = _Loader(writer, _LegChecker(objects.known), errors, progress, started)
+        loader.load(doc_legs, cdrs, cdrs_name, batch_size, workers)
+        if loader.writer is not None and not errors:
             try:
                 for message in writer.finish():
                     errors.add(message)
-            except db_errors as exc:
+            except loader.db_errors as exc:
                 errors.add(f"cdrs: the database refused the legs: {exc}")
         errors.raise_if_any()
         if writer is not None:

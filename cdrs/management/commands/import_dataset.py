@@ -60,6 +60,14 @@ class Command(BaseCommand):
             "their indexes at the end (auto: for large loads)",
         )
 
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="PostgreSQL bulk loads: processes checking the JSONL legs (0: none; "
+            "default: one per core when there are several)",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         path, cdrs_path = options["file"], options["cdrs"]
         if path is None and cdrs_path is None:
@@ -82,6 +90,7 @@ class Command(BaseCommand):
                     error_limit=options["max_errors"],
                     progress=show,
                     bulk={"auto": None, "yes": True, "no": False}[options["bulk"]],
+                    workers=options["workers"],
                 )
             except DatasetError as exc:
                 if show:
