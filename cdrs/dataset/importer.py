@@ -19,8 +19,10 @@ Writing legs, by database:
 - PostgreSQL: COPY. Into an empty store, COPY goes straight into the leg and cost
   tables with their secondary indexes (and, without the privilege to skip foreign-key
   triggers, their foreign keys) dropped, and rebuilt at the end: building an index once
-  is several times cheaper than updating it row by row. Otherwise each batch is copied
-  into a temporary staging table and applied set-based (upsert legs, replace costs).
+  is several times cheaper than updating it row by row. There, JSONL batches are
+  parsed, checked and formatted for COPY by worker processes, one per core, so that
+  all cores work. Otherwise each batch is copied into a temporary staging table and
+  applied set-based (upsert legs, replace costs).
 """
 
 # Every name spliced into SQL below comes from the models' _meta or is a constant of
@@ -119,7 +121,7 @@ class ImportResult:
 
     @property
     def legs_per_second(self) -> float:
-        return self.legs / self.seconds if self.seconds > 0 else 0.0
+        return self.legs / self.legs_seconds if self.legs_seconds > 0 else 0.0
 
     def summary(self) -> str:
         """One line: what was loaded, how long it took, legs a second (over the legs'
@@ -127,10 +129,10 @@ class ImportResult:
         objects = ", ".join(f"{n:,} {name}" for name, n in self.counts.items() if n)
         legs = "no legs"
         if self.legs:
-            rate = self.legs / max(self.legs_seconds, 1e-9)
             legs = (
                 f"{self.legs:,} legs ({self.archived_legs:,} archived, {self.costs:,} cost "
-                f"records) in {self.legs_seconds:.1f} s: {rate:,.0f} legs/s [{self.method}]"
+                f"records) in {self.legs_seconds:.1f} s: {self.legs_per_second:,.0f} legs/s "
+                f"[{self.method}]"
             )
         return f"Imported {objects or 'no objects'}; {legs}; {self.seconds:.1f} s in all"
 
@@ -485,12 +487,12 @@ def _check_tree(customers: list[_Item], errors: _Errors) -> _Tree:
         while cur is not None and cur not in path and cur not in broken:
             if cur in on_chain:
                 cycle = chain[on_chain[cur] :]
-                blamed = min((c for c in cycle if c in place), key=lambda c: _position(place[c]))
-                shown = " → ".join(
-                    str(c)
-                    for c in [*cycle[cycle.index(blamed) :], *cycle[: cycle.index(blamed)], blamed]
-                )
-                errors.add(f"{place[blamed]}.parent: makes a cycle: {shown}")
+                # A stored tree has no cycle: the file's customers made it; name the first.
+                blamed = min(cycle, key=lambda c: (c not in place, _position(place.get(c))))
+                at = cycle.index(blamed)
+                shown = " → ".join(str(c) for c in [*cycle[at:], *cycle[:at], blamed])
+                where = place.get(blamed) or f"customers: customer {blamed}"
+                errors.add(f"{where}.parent: makes a cycle: {shown}")
                 cur = None
                 break
             if cur not in parent:  # a dangling reference, reported already
@@ -1718,7 +1720,10 @@ class _Loader:
         self.checked = 0
         self.read = [0]
         self.size: int | None = None
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="import-writer") if writer else None
+        threaded = writer is not None and writer.threaded
+        self.thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="import-writer") if threaded else None
+        )
         self.pending: Future[list[str]] | None = None
         self.db_errors = _database_errors()
 
