@@ -459,9 +459,11 @@ def trees(
     return ref.World(customers=customers, currencies=used, cards=cards)
 
 
-UID_ALPHABET = "019.aAbBz\u00e9_%"
-NUMBER_ALPHABET = "0129aA\u00e9%_\\"
-NAME_ALPHABET = "aAeE\u00e9\u00c9\u00dfsS%_\\ \u03c3\u03a3\u03c2"
+# Mixed case, accents, LIKE's wildcards and escape, a fullwidth letter and an emoji
+# (code point order differs from UTF-16 order between these two).
+UID_ALPHABET = "019.aAbBz\u00e9_%\uff21\U0001f600"
+NUMBER_ALPHABET = "0129aA\u00e9%_\\\uff21\U0001f600"
+NAME_ALPHABET = "aAeE\u00e9\u00c9\u00dfsS%_\\ \u03c3\u03a3\u03c2\u1e9e\u0130i"
 STATUSES = ["answer", "busy", "ANSWER", "noanswer", ""]
 TYPES = ["", "phone", "sip", "Phone"]
 STARTS = [0, 1, 5, 5, 10, 100, 1_700_000_000, FUTURE]
