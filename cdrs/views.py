@@ -19,6 +19,7 @@ from enswitch.api.exceptions import as_enswitch_error, envelope_response
 from enswitch.api.params import request_params
 from enswitch.api.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
 from enswitch.api.renderers import AlwaysEnvelope, EnvelopeRenderer
+from enswitch.api.throttle import stream_slot
 from enswitch.db import use_statement_timeout
 
 # Answers up to this many rows are built in one piece; longer ones are streamed.
@@ -60,7 +61,7 @@ class CdrListView(EnswitchView):
         if 0 < limit <= STREAM_ABOVE:
             data = [row_to_dict(r, currency) for r in rows]
             return Response(envelope([entry(200)], data))
-        return streaming_response(stream_rows(rows, currency))
+        return streaming_response(streamed(rows, currency, user_id=request.user.pk))
 
 
 class CdrGetView(EnswitchView):
@@ -72,6 +73,11 @@ class CdrGetView(EnswitchView):
             raise NotFound()
         data = row_to_dict(row, request.user.customer.currency_id)
         return Response(envelope([entry(200)], data))
+
+
+def streamed(rows: Any, currency: str, *, user_id: int) -> Iterator[bytes]:
+    with stream_slot(user_id):
+        yield from stream_rows(rows, currency)
 
 
 def streaming_response(chunks: Iterator[bytes]) -> HttpResponseBase:

@@ -149,10 +149,16 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
+    # Per process: verified-credential digests (each process verifies once per TTL).
     "default": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
         "LOCATION": "enswitch",
-    }
+    },
+    # Shared by every server process: login-failure counters, locks, stream slots.
+    "shared": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "enswitch_cache",
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -195,6 +201,17 @@ REST_FRAMEWORK = {
 ENSWITCH_HTTP_STATUS = os.environ.get("ENSWITCH_HTTP_STATUS", "200")
 # Seconds a verified credential stays cached (as a keyed digest, never the password).
 ENSWITCH_AUTH_CACHE_SECONDS = envint("ENSWITCH_AUTH_CACHE_SECONDS", 60)
+# Brute-force protection (see enswitch/api/throttle.py); 0 turns a limit off.
+ENSWITCH_AUTH_MAX_FAILURES_PER_USER = envint("ENSWITCH_AUTH_MAX_FAILURES_PER_USER", 10)
+ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS = envint("ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS", 300)
+ENSWITCH_AUTH_FAILURE_WINDOW = envint("ENSWITCH_AUTH_FAILURE_WINDOW", 900)
+ENSWITCH_AUTH_COOLDOWN = envint("ENSWITCH_AUTH_COOLDOWN", 900)
+# Behind a reverse proxy, the META key holding the client address it saw, e.g.
+# HTTP_X_FORWARDED_FOR; empty: REMOTE_ADDR.
+ENSWITCH_CLIENT_ADDRESS_HEADER = os.environ.get("ENSWITCH_CLIENT_ADDRESS_HEADER", "")
+# Streamed answers (limit=0 exports) running at once for one user.
+ENSWITCH_MAX_STREAMS_PER_USER = envint("ENSWITCH_MAX_STREAMS_PER_USER", 2)
+
 # PostgreSQL statement timeouts for API queries, in milliseconds (0 = none). Exports
 # (limit=0 and other streamed answers) run under the second, larger budget.
 ENSWITCH_STATEMENT_TIMEOUT_MS = envint("ENSWITCH_STATEMENT_TIMEOUT_MS", 30_000)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import caches
 
 
 @pytest.fixture(autouse=True)
@@ -11,7 +11,22 @@ def _fast_hasher(settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_login_throttling(settings):
+    # Many tests fail logins on purpose; tests/test_throttle.py turns the limits back on.
+    settings.ENSWITCH_AUTH_MAX_FAILURES_PER_USER = 0
+    settings.ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS = 0
+
+
+def _clear_caches() -> None:
+    for alias in ("default", "shared"):
+        try:
+            caches[alias].clear()
+        except Exception:  # noqa: BLE001, S110 - no database access in this test: nothing cached
+            pass
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache():
-    cache.clear()
+    _clear_caches()
     yield
-    cache.clear()
+    _clear_caches()

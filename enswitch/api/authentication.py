@@ -20,6 +20,7 @@ from django.db.models import Q
 from rest_framework.authentication import BaseAuthentication
 
 from customers.models import User
+from enswitch.api import throttle
 from enswitch.api.envelope import AuthenticationInvalid
 from enswitch.api.params import request_params
 
@@ -56,7 +57,11 @@ def verify_credentials(username: str, password: str) -> User | None:
 class EnswitchAuthentication(BaseAuthentication):
     def authenticate(self, request: Any) -> tuple[User, None]:
         params = request_params(request._request)
-        user = verify_credentials(params.get("auth_username"), params.get("auth_password"))
+        username, password = params.get("auth_username"), params.get("auth_password")
+        address = throttle.client_address(request._request)
+        throttle.check_not_locked(username, address)
+        user = verify_credentials(username, password)
         if user is None:
+            throttle.record_failure(username, address)
             raise AuthenticationInvalid()
         return user, None

@@ -35,7 +35,7 @@ def as_enswitch_error(exc: BaseException) -> EnswitchError:
         if _is_timeout(exc):
             log.warning("API query timed out")
             return ServerFailure("timeout", "The query took too long; narrow it down.")
-        log.error("API database failure: %s", type(exc).__name__)
+        log.error("API database failure: %s", type(exc).__name__, exc_info=exc)
         if isinstance(exc, OperationalError):
             return ServerFailure("database", "The database is unavailable.")
         return ServerFailure("database", "The database could not answer.")

@@ -1,0 +1,12 @@
+"""The table behind the `shared` cache (login-failure counters, locks, stream slots)."""
+
+from django.core.management import call_command
+from django.db import migrations
+
+
+def create_cache_table(apps, schema_editor):
+    call_command("createcachetable", database=schema_editor.connection.alias, verbosity=0)
+
+
+class Migration(migrations.Migration):
+    operations = [migrations.RunPython(create_cache_table, migrations.RunPython.noop)]

@@ -1,0 +1,125 @@
+"""Brute-force protection, stream slots and credentials kept out of logs."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from enswitch.api.logging import scrub
+from tests import api_helpers as h
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def actors():
+    return h.make_actors()
+
+
+@pytest.fixture
+def limits(settings):
+    settings.ENSWITCH_AUTH_MAX_FAILURES_PER_USER = 3
+    settings.ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS = 6
+    return settings
+
+
+def login(client, username, password, address="10.0.0.1"):
+    return h.decode(
+        client.get(
+            h.LIST + "?" + h.query({"auth_username": username, "auth_password": password}),
+            REMOTE_ADDR=address,
+        )
+    )
+
+
+def test_a_username_is_locked_after_repeated_failures(client, actors, limits):
+    owner = actors.owner
+    for _ in range(3):
+        h.assert_error(login(client, owner.user.username, "wrong"), 401)
+    locked = login(client, owner.user.username, h.PASSWORD)
+    assert locked.code == "401"
+    assert locked.keys == ["auth_throttled"]
+    # Another address does not help: the username itself is cooling down.
+    elsewhere = login(client, owner.user.username, h.PASSWORD, address="10.9.9.9")
+    assert elsewhere.keys == ["auth_throttled"]
+    # Other users are not affected.
+    h.assert_ok(login(client, actors.reseller.user.username, h.PASSWORD, address="10.9.9.9"))
+
+
+def test_an_address_is_locked_after_many_failures_across_usernames(client, actors, limits):
+    for i in range(6):
+        h.assert_error(login(client, f"nobody{i}", "wrong"), 401)
+    assert login(client, actors.owner.user.username, h.PASSWORD).keys == ["auth_throttled"]
+    h.assert_ok(login(client, actors.owner.user.username, h.PASSWORD, address="10.0.0.2"))
+
+
+def test_failures_below_the_limit_do_not_lock(client, actors, limits):
+    for _ in range(2):
+        h.assert_error(login(client, actors.owner.user.username, "wrong"), 401)
+    h.assert_ok(login(client, actors.owner.user.username, h.PASSWORD))
+
+
+def test_zero_turns_the_limits_off(client, actors, settings):
+    settings.ENSWITCH_AUTH_MAX_FAILURES_PER_USER = 0
+    settings.ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS = 0
+    for _ in range(20):
+        h.assert_error(login(client, actors.owner.user.username, "wrong"), 401)
+    h.assert_ok(login(client, actors.owner.user.username, h.PASSWORD))
+
+
+def test_the_lock_expires(client, actors, limits):
+    limits.ENSWITCH_AUTH_COOLDOWN = 1
+    for _ in range(3):
+        login(client, actors.owner.user.username, "wrong")
+    assert login(client, actors.owner.user.username, h.PASSWORD).keys == ["auth_throttled"]
+    time.sleep(2.1)
+    h.assert_ok(login(client, actors.owner.user.username, h.PASSWORD))
+
+
+def test_failures_are_logged_without_the_password(client, actors, limits, caplog):
+    caplog.set_level(logging.DEBUG)
+    for _ in range(4):
+        login(client, actors.owner.user.username, "Secret-Guess-123")
+    assert any("locked" in r.getMessage() for r in caplog.records)
+    assert not any("Secret-Guess-123" in r.getMessage() for r in caplog.records)
+
+
+def test_query_strings_are_scrubbed_in_log_lines():
+    line = '"GET /api/json/cdrs/list/?auth_username=u;auth_password=p%3Bw&start=1 HTTP/1.1" 200'
+    assert "p%3Bw" not in scrub(line)
+    assert "auth_username=u" in scrub(line)
+    assert "start=1" in scrub(line)
+    assert "hunter2" not in scrub("POST body auth_password=hunter2")
+
+
+@pytest.mark.skipif(
+    h.vendor() == "postgresql",
+    reason="two overlapping requests would share the test's one PostgreSQL connection; "
+    "the slot logic itself is database-neutral (see the unit test below)",
+)
+def test_streams_per_user_are_capped(client, actors, settings):
+    settings.ENSWITCH_MAX_STREAMS_PER_USER = 1
+    h.make_leg("a", actors.customer.id)
+    url = h.LIST + "?" + h.query({**actors.owner.creds, "customer": "all", "recurse": 1})
+    first = client.get(url)  # streamed (limit=0), not read yet: its slot is held
+    busy = h.decode(client.get(url))
+    assert busy.code == "500"
+    assert busy.keys == ["busy"]
+    b"".join(first.streaming_content)
+    first.close()
+    assert h.decode(client.get(url)).ids == ["a"]
+
+
+def test_stream_slots_are_counted_per_user_and_released(settings):
+    from enswitch.api.throttle import TooManyStreams, stream_slot
+
+    settings.ENSWITCH_MAX_STREAMS_PER_USER = 2
+    with stream_slot(1), stream_slot(1):
+        with pytest.raises(TooManyStreams), stream_slot(1):
+            pass
+        with stream_slot(2):  # another user has slots of its own
+            pass
+    with stream_slot(1), stream_slot(1):  # all released again
+        pass
