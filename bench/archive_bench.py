@@ -22,6 +22,7 @@ import os
 import platform
 import pwd
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -113,7 +114,7 @@ def cluster(pg_bin: Path, settings: list[str], keep: bool):
         stdout=subprocess.DEVNULL,
     )
     try:
-        yield f"postgres://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgres://postgres@127.0.0.1:{port}/postgres", data
     finally:
         subprocess.run(
             as_postgres([str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
@@ -230,6 +231,25 @@ def counts(conn: psycopg.Connection) -> dict[str, int]:
     return dict(zip(keys, row, strict=True))
 
 
+def cluster_cpu(data: Path) -> float:
+    """CPU seconds used so far by the cluster: the postmaster, its live children, and the
+    children it has reaped (backends of closed connections count there)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid == postmaster:
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        elif ppid == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def loadavg() -> str:
     # The machine may be shared: a busy neighbour slows every figure here.
     with open("/proc/loadavg") as f:
@@ -286,7 +306,7 @@ def main() -> int:
     ]
     now = int(time.time())
     day_ago = {"c": 2, "lo": now - DAY, "hi": now}
-    with cluster(Path(args.pg_bin), settings, args.keep) as url:
+    with cluster(Path(args.pg_bin), settings, args.keep) as (url, data):
         log(f"cluster up: {url} ({' '.join(settings)})")
         manage(url, "migrate", "-v0")
         with psycopg.connect(url) as conn:
@@ -311,16 +331,25 @@ def main() -> int:
                 cmd += ["--jobs", str(args.jobs)]
             load_before = loadavg()
             log(f"(b) manage.py {' '.join(cmd)}")
+            cpu_pg, ru0 = cluster_cpu(data), resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
             out = manage(url, *cmd).stdout.strip()
             wall = time.perf_counter() - t
             load_after = loadavg()
+            cpu_pg = cluster_cpu(data) - cpu_pg
+            ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu_py = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
             log(f"    {out}")
             log(f"    load average before {load_before}, after {load_after}")
             m = re.search(r"archived ([\d,]+) legs .* ([\d.]+) s, ([\d,]+) legs/s", out)
             moved = int(m.group(1).replace(",", "")) if m else 0
             rate = int(m.group(3).replace(",", "")) if m else 0
             log(f"    {moved:,} legs, {rate:,} legs/s (command wall time {wall:.1f} s)")
+            per_cpu = moved / cpu_pg if cpu_pg else 0
+            log(
+                f"    PostgreSQL CPU {cpu_pg:.1f} s ({per_cpu:,.0f} legs per CPU-second), "
+                f"archive_cdrs process CPU {cpu_py:.1f} s"
+            )
 
             after_counts = counts(conn)
             ok = (
@@ -364,7 +393,10 @@ def main() -> int:
   records, {CUSTOMERS + 1} customers
 - Archive run: `manage.py {" ".join(cmd)}`: moved {moved:,} legs at **{rate:,} legs/s**
   (command wall time {wall:.1f} s, Python start-up included; load average
-  {load_before} before, {load_after} after); result
+  {load_before} before, {load_after} after); the cluster used {cpu_pg:.1f} CPU-seconds,
+  **{per_cpu:,.0f} legs per PostgreSQL CPU-second** (background processes included:
+  roughly what one job reaches on an otherwise idle core), the command's own process
+  {cpu_py:.1f} CPU-seconds; result
   {"consistent" if ok else "INCONSISTENT"} ({after_counts["live"]:,} live +
   {after_counts["archived"]:,} archived legs, each once, costs with their legs)
 - Query "customer 2's legs over the last day, ORDER BY start, uniqueid LIMIT 100",

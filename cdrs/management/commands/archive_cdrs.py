@@ -133,8 +133,9 @@ class Command(BaseCommand):
         except Exception as exc:  # noqa: BLE001 - every failure gets the same clear ending
             what = str(exc) if isinstance(exc, ArchiveError | DatabaseError) else repr(exc)
             raise CommandError(
-                f"{what}\nThe batch in progress was rolled back and every batch before it is "
-                "complete: the store is consistent. Run the command again to continue."
+                f"{what}\nEach batch is all or nothing, so the store is consistent: every leg "
+                "is in exactly one place, with its cost records. Run the command again to "
+                "continue."
             ) from exc
         self._report_run(move, result)
 
