@@ -492,7 +492,16 @@ def write_results(path: Path, runs: list[dict], info: dict, command: str) -> Non
     lines += [f"## Query plans ({big['legs']:,} legs, EXPLAIN ANALYZE)", ""]
     for qid, plan in big["plans"].items():
         lines += [f"### {qid}", "", "```", plan.rstrip(), "```", ""]
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + _kept_section(path))
+
+
+def _kept_section(path: Path) -> str:
+    """The reliability figures (bench/loadtest.py, bench/faults.py) survive a rewrite."""
+    start, end = "<!-- reliability:start -->", "<!-- reliability:end -->"
+    old = path.read_text() if path.exists() else ""
+    if start in old and end in old:
+        return "\n" + old[old.index(start) : old.index(end) + len(end)] + "\n"
+    return ""
 
 
 def main() -> None:
