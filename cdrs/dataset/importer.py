@@ -1393,6 +1393,7 @@ class _PgBulkWriter(_PgWriter):
     def __init__(self, connection: Any, *, replica: bool) -> None:
         super().__init__(connection, replica=replica)
         self.next_id = self.floor + 1
+        self.span: dict[bool, _Span] = {False: None, True: None}  # uniqueids written
         cur = self.raw.cursor()
         t = self.t
         names = [m._meta.db_table for m in (Leg, ArchivedLeg, LegCost, ArchivedLegCost)]
@@ -1457,7 +1458,7 @@ class _PgBulkWriter(_PgWriter):
 
         cur = self.raw.cursor()
         for side in (False, True):
-            legs, costs = payloads[side]
+            legs, costs, span = payloads[side]
             if legs:
                 try:
                     with cur.copy(self.copy_leg[side]) as copy:
@@ -1466,19 +1467,22 @@ class _PgBulkWriter(_PgWriter):
                     found = re.search(r"\)=\((.*)\) already exists", exc.diag.message_detail or "")
                     return {found.group(1)} if found else set()
                 self.written[side] = True
+                self.span[side] = _widen(self.span[side], span)
             if costs:
                 with cur.copy(self.copy_cost[side]) as copy:
                     copy.write(costs)
-        if self.written[False] and self.written[True]:
+        # A uniqueid of the batch may already be in the other table only if the batch's
+        # uniqueids and the other table's overlap: rarely so for legs in time order.
+        looks = [side for side in (False, True) if _overlap(payloads[side][2], self.span[not side])]
+        if looks:
             # Plans fixed by hand: the statistics still describe empty tables, and a
             # sequential scan here would read the whole table for every batch.
             for setting in _PLAN_BY_HAND:
                 cur.execute(f"SET LOCAL {setting} = off")
             twice: set[str] = set()
-            for side in (False, True):
-                if payloads[side][0]:
-                    cur.execute(self.across[side], (first, last))
-                    twice.update(uid for (uid,) in cur.fetchall())
+            for side in looks:
+                cur.execute(self.across[side], (first, last))
+                twice.update(uid for (uid,) in cur.fetchall())
             for setting in _PLAN_BY_HAND:
                 cur.execute(f"SET LOCAL {setting} = DEFAULT")
             if twice:
@@ -1499,8 +1503,10 @@ class _PgBulkWriter(_PgWriter):
 
 _PLAN_BY_HAND = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
 
-# Per side (False: live, True: archive): the legs' COPY data (binary) and the costs' (text).
-_Payloads = dict[bool, tuple[bytes | None, bytes | None]]
+# Per side (False: live, True: archive): the legs' COPY data (binary), the costs' (text),
+# and the smallest and largest uniqueid of the legs.
+_Span = tuple[str, str] | None
+_Payloads = dict[bool, tuple[bytes | None, bytes | None, _Span]]
 
 
 def _bulk_payloads(batch: _Batch, first: int) -> _Payloads:
@@ -1514,9 +1520,11 @@ def _bulk_payloads(batch: _Batch, first: int) -> _Payloads:
     flags = batch.archived
     payloads: _Payloads = {}
     for side in (False, True):
-        legs = costs = None
+        legs = costs = span = None
         rows = [(first + k, *row) for k, row in enumerate(batch.rows) if flags[k] == side]
         if rows:
+            uids = [row[1] for row in rows]
+            span = (min(uids), max(uids))
             tx = Transformer()
             tx.set_dumper_types(
                 [adapters.types.get_oid(t) for t in _LEG_COPY_TYPES], pq.Format.BINARY
@@ -1535,8 +1543,19 @@ def _bulk_payloads(batch: _Batch, first: int) -> _Payloads:
                 data += formatter.write_row(row)
             data += formatter.end()
             costs = bytes(data)
-        payloads[side] = (legs, costs)
+        payloads[side] = (legs, costs, span)
     return payloads
+
+
+def _widen(span: _Span, more: _Span) -> _Span:
+    if span is None or more is None:
+        return span or more
+    return (min(span[0], more[0]), max(span[1], more[1]))
+
+
+def _overlap(a: _Span, b: _Span) -> bool:
+    # Python orders strings by code point, as the "C" collation of the columns does.
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
 
 
 def _repeated(batch: _Batch, uids: set[str]) -> list[str]:
