@@ -206,6 +206,12 @@ COUNTRIES = (
     ("372", 7),
 )
 SHORT_NUMBERS = ("112", "999", "911", "118118", "100", "1571")
+# Calls an hour, relatively, from midnight on.
+HOUR_WEIGHT = (
+    1, 1, 1, 1, 1, 2, 4, 8, 14, 18, 18, 16,  # 00:00 to 11:00
+    12, 15, 17, 16, 13, 9, 6, 4, 3, 2, 1, 1,  # 12:00 to 23:00
+)  # fmt: skip
+
 TARGET_TYPES = (
     ("phone", 50),
     ("queue", 15),
@@ -550,37 +556,11 @@ class DatasetGenerator:
         archive_before = period_start + (opts.days * DAY) // 4
 
         # Busier in office hours and on weekdays (1970-01-01 was a Thursday).
-        hour_weight = (
-            1,
-            1,
-            1,
-            1,
-            1,
-            2,
-            4,
-            8,
-            14,
-            18,
-            18,
-            16,
-            12,
-            15,
-            17,
-            16,
-            13,
-            9,
-            6,
-            4,
-            3,
-            2,
-            1,
-            1,
-        )
         weights = []
         for h in range(opts.days * 24):
             t = period_start + h * 3600
             weekend = (t // DAY + 3) % 7 >= 5
-            weights.append(hour_weight[(t % DAY) // 3600] * (0.35 if weekend else 1.0))
+            weights.append(HOUR_WEIGHT[(t % DAY) // 3600] * (0.35 if weekend else 1.0))
         total_weight = sum(weights)
 
         # Some customers are much busier than others; disabled ones less so.
@@ -625,7 +605,9 @@ class DatasetGenerator:
         return self.customers[bisect.bisect(self._cum, self._rnd.random() * self._cum_total)]
 
     def _call(self, start: int) -> list[dict[str, Any]]:
-        """The legs of one call (one to three, sharing the first leg's uniqueid as callid)."""
+        """The legs of one call (one to three, sharing the first leg's uniqueid as callid).
+
+        A route is (direction, stype, snumber, ctype, cnumber, dtype, dnumber)."""
         rnd = self._rnd
         r = rnd.random
         c = self.customers[bisect.bisect(self._cum, r() * self._cum_total)]
@@ -640,154 +622,53 @@ class DatasetGenerator:
         outside = external[int(r() * len(external))]
         peer = 1 + int(r() * len(PEERS))
         leg = self._leg
+        out = ("out", "phone", ext, "external", outside, "external", outside)
         x = r()
         if c.bill_type == "callshop" and c.cards and x < 0.8:  # a booth calling out
             card = c.cards[int(r() * len(c.cards))]
             return [
-                leg(
-                    None,
-                    start,
-                    ring,
-                    talk,
-                    status,
-                    "out",
-                    c,
-                    "phone",
-                    ext,
-                    "external",
-                    outside,
-                    "external",
-                    outside,
-                    peer=peer,
-                    card=card,
-                    charged=True,
-                )
+                leg(None, start, ring, talk, status, c, out, peer=peer, card=card, charged=True)
             ]
         if x < 0.45:  # out to the world
-            return [
-                leg(
-                    None,
-                    start,
-                    ring,
-                    talk,
-                    status,
-                    "out",
-                    c,
-                    "phone",
-                    ext,
-                    "external",
-                    outside,
-                    "external",
-                    outside,
-                    peer=peer,
-                    charged=True,
-                )
-            ]
+            return [leg(None, start, ring, talk, status, c, out, peer=peer, charged=True)]
         if x < 0.82:  # in from the world, to one of the customer's numbers
             values, cum = self._targets
             dtype = values[bisect.bisect(cum, r())]
             did = c.dids[int(r() * len(c.dids))]
-            first = leg(
-                None,
-                start,
-                ring,
-                talk,
-                status,
-                "in",
-                c,
-                "external",
-                outside,
-                "did",
-                did,
-                dtype,
-                ext,
-                peer=peer,
-                charged=r() < 0.1,
-            )
+            route = ("in", "external", outside, "did", did, dtype, ext)
+            first = leg(None, start, ring, talk, status, c, route, peer=peer, charged=r() < 0.1)
+            callid, later = first["callid"], start + ring
             legs = [first]
-            later = start + ring
             if dtype in ("queue", "huntgroup"):  # on to an agent's phone
                 agent = c.extensions[int(r() * len(c.extensions))]
-                legs.append(
-                    leg(
-                        first["callid"],
-                        later,
-                        int(r() * 10),
-                        talk,
-                        status,
-                        "internal",
-                        c,
-                        dtype,
-                        ext,
-                        "phone",
-                        agent,
-                        "phone",
-                        agent,
-                    )
-                )
+                route = ("internal", dtype, ext, "phone", agent, "phone", agent)
+                legs.append(leg(callid, later, int(r() * 10), talk, status, c, route))
             elif answered and r() < 0.1:  # forwarded to a mobile
                 mobile = external[int(r() * len(external))]
+                route = ("out", "phone", ext, "external", mobile, "external", mobile)
                 legs.append(
                     leg(
-                        first["callid"],
+                        callid,
                         later,
                         int(r() * 10),
                         talk,
                         status,
-                        "out",
                         c,
-                        "phone",
-                        ext,
-                        "external",
-                        mobile,
-                        "external",
-                        mobile,
+                        route,
                         peer=peer,
                         charged=True,
                     )
                 )
             if not answered and r() < 0.5:  # the caller leaves a message
-                legs.append(
-                    leg(
-                        first["callid"],
-                        later,
-                        0,
-                        1 + int(r() * 40),
-                        "answer",
-                        "internal",
-                        c,
-                        "phone",
-                        ext,
-                        "voicemail",
-                        ext,
-                        "voicemail",
-                        ext,
-                    )
-                )
+                route = ("internal", "phone", ext, "voicemail", ext, "voicemail", ext)
+                legs.append(leg(callid, later, 0, 1 + int(r() * 40), "answer", c, route))
             return legs
         # Phone to phone: within the customer, or to another customer on the system.
         other = self._pick_customer() if r() < 0.3 else None
         if other is not None and other.id != c.id:
             to = other.extensions[int(r() * len(other.extensions))]
-            return [
-                leg(
-                    None,
-                    start,
-                    ring,
-                    talk,
-                    status,
-                    "internal",
-                    c,
-                    "phone",
-                    ext,
-                    "phone",
-                    to,
-                    "phone",
-                    to,
-                    dcustomer=other,
-                    charged=True,
-                )
-            ]
+            route = ("internal", "phone", ext, "phone", to, "phone", to)
+            return [leg(None, start, ring, talk, status, c, route, dcustomer=other, charged=True)]
         to = c.extensions[int(r() * len(c.extensions))]
         return [
             leg(
@@ -796,14 +677,8 @@ class DatasetGenerator:
                 ring,
                 talk,
                 status,
-                "internal",
                 c,
-                "phone",
-                ext,
-                "phone",
-                to,
-                "phone",
-                to,
+                ("internal", "phone", ext, "phone", to, "phone", to),
             )
         ]
 
@@ -814,14 +689,8 @@ class DatasetGenerator:
         ring: int,
         talk: int,
         status: str,
-        direction: str,
         c: _Customer,
-        stype: str,
-        snumber: str,
-        ctype: str,
-        cnumber: str,
-        dtype: str,
-        dnumber: str,
+        route: tuple[str, str, str, str, str, str, str],
         *,
         peer: int | None = None,
         card: int | None = None,
@@ -865,6 +734,7 @@ class DatasetGenerator:
                         "currency": dcustomer.currency,
                     }
                 )
+        direction, stype, snumber, ctype, cnumber, dtype, dnumber = route
         return {
             "uniqueid": uid,
             "callid": callid or uid,
