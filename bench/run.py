@@ -67,6 +67,8 @@ def build_database(cluster: Cluster, db: str, legs: int, customers: int) -> dict
     started = time.perf_counter()
     cluster.psql(db, "VACUUM ANALYZE")
     stats["vacuum_s"] = time.perf_counter() - started
+    # Kept so that a later --reuse run still reports how the database was loaded.
+    (WORK / f"load-{db}.json").write_text(json.dumps(stats))
     return stats
 
 
@@ -386,6 +388,10 @@ def run_scale(cluster: Cluster, legs: int, args: argparse.Namespace, only: list[
         print(f"[{legs:,} legs] load: {json.dumps(load)}", flush=True)
     else:
         manage("migrate", "--verbosity", "0", db_url=cluster.db_url(db))
+        saved = WORK / f"load-{db}.json"
+        load = json.loads(saved.read_text()) if saved.exists() else {}
+    if args.load_only:
+        return {"legs": legs, "load": load, "results": {}, "plans": {}}
     use_database(cluster.db_url(db))
     scenario = prepare_scenario(args.export_rows)
     qset = queries(scenario)
@@ -517,6 +523,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--reuse", action="store_true", help="reuse databases already built")
     parser.add_argument("--only", default="Q1,Q2,Q3,Q4,Q5,Q6,Q7,Q8")
+    parser.add_argument(
+        "--load-only", action="store_true", help="build the database, measure nothing"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.md"))
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -525,6 +534,8 @@ def main() -> None:
     try:
         setup_django(cluster.url)
         runs = [run_scale(cluster, args.legs, args, args.only.split(","))]
+        if args.load_only:
+            return
         if not args.no_scaling and args.small_legs < args.legs:
             runs.append(run_scale(cluster, args.small_legs, args, ["Q1", "Q2", "Q3", "Q6"]))
         command = "bench/run.py " + " ".join(sys.argv[1:])
