@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_filters",
+    "drf_spectacular",
     "enswitch.apps.EnswitchConfig",
     "customers",
     "cdrs",
@@ -193,6 +194,19 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "enswitch.api.exceptions.envelope_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# OpenAPI description served at /api/schema/ (YAML; ?format=json for JSON), built by
+# enswitch/api/schema.py from the FilterSets.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Enswitch-compatible CDR API",
+    "DESCRIPTION": "cdrs/list and cdrs/get, as the Enswitch JSON API answers them.",
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SORT_OPERATION_PARAMETERS": False,  # the contract's order
+    "POSTPROCESSING_HOOKS": ["enswitch.api.schema.postprocess"],
 }
 
 # --- Enswitch API behaviour --------------------------------------------------------
