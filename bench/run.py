@@ -60,8 +60,11 @@ def build_database(cluster: Cluster, db: str, legs: int, customers: int) -> dict
     cluster.psql("postgres", f"CREATE DATABASE {db}")
     url = cluster.db_url(db)
     manage("migrate", "--verbosity", "0", db_url=url)
+    # The customers, users (whose passwords take most of a second each to hash) and the
+    # rest first; then the legs, which are what the legs/s figure is about.
+    manage("import_dataset", str(main_file), db_url=url)
     started = time.perf_counter()
-    manage("import_dataset", str(main_file), "--cdrs", str(cdr_file), db_url=url)
+    manage("import_dataset", "--cdrs", str(cdr_file), db_url=url)
     stats["import_s"] = time.perf_counter() - started
     stats["import_legs_per_s"] = legs / stats["import_s"]
     started = time.perf_counter()
