@@ -458,7 +458,12 @@ def wsgi_connection(settings):
 def test_schemathesis(case, world, wsgi_connection, statuses):
     # The system owner with the archive privilege: no parameter value is a 402.
     case.query = {**(case.query or {}), **world.owner.creds}
-    response = case.call_and_validate(checks=[not_a_server_error, negative_data_rejection])
+    checks = [not_a_server_error, negative_data_rejection]
+    if case.media_type in FORMS and not isinstance(case.body, dict):
+        # A form body that is "not an object" reaches the server as fields with no name
+        # (a multipart part without headers...), which it ignores like unknown keys.
+        checks = [not_a_server_error]
+    response = case.call_and_validate(checks=checks)
     body = json.loads(response.content)
     assert str(response.status_code) == body["responses"][0]["code"], body
     statuses.add((case.operation.path, response.status_code))
