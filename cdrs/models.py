@@ -76,14 +76,17 @@ class LegBase(models.Model):
     dcustomer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
+    # No index of their own on peer, invoice and card: every index is paid again by each
+    # imported and each archived leg, and these IDs are only ever filtered on together
+    # with a time range (served by the indexes below) or when an admin deletes a peer.
     peer = models.ForeignKey(
-        Peer, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Peer, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     invoice = models.ForeignKey(
-        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     card = models.ForeignKey(
-        Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
 
     objects = LegQuerySet.as_manager()
@@ -152,17 +155,25 @@ class ArchivedLeg(LegBase):
 
 
 class CostBase(models.Model):
-    """What one customer (or one calling card) is charged for a leg."""
+    """What one customer (or one calling card) is charged for a leg.
+
+    Only two indexes, both unique and led by the leg: (leg, customer), which also serves
+    every lookup by leg, and (leg, card). Cost rows are looked up by leg, never by
+    customer or currency alone, and each index is paid again by every import and every
+    archived leg.
+    """
 
     customer = models.ForeignKey(
-        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     card = models.ForeignKey(
-        Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     cost = models.DecimalField(max_digits=24, decimal_places=6, help_text="Excluding tax.")
     tax = models.DecimalField(max_digits=24, decimal_places=6, default=0)
-    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
+    currency = models.ForeignKey(
+        Currency, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
 
     class Meta:
         abstract = True
@@ -181,11 +192,9 @@ def cost_constraints(prefix: str) -> list[models.BaseConstraint]:
             ),
             name=f"{prefix}_customer_xor_card",
         ),
-        models.UniqueConstraint(
-            fields=["leg", "customer"],
-            condition=Q(customer__isnull=False),
-            name=f"{prefix}_one_per_customer",
-        ),
+        # Not partial: NULLs are distinct in a unique index on both databases, so card
+        # records (customer NULL) never collide, and the index serves lookups by leg too.
+        models.UniqueConstraint(fields=["leg", "customer"], name=f"{prefix}_one_per_customer"),
         models.UniqueConstraint(
             fields=["leg", "card"], condition=Q(card__isnull=False), name=f"{prefix}_one_per_card"
         ),
@@ -193,7 +202,7 @@ def cost_constraints(prefix: str) -> list[models.BaseConstraint]:
 
 
 class LegCost(CostBase):
-    leg = models.ForeignKey(Leg, on_delete=models.CASCADE, related_name="costs")
+    leg = models.ForeignKey(Leg, on_delete=models.CASCADE, related_name="costs", db_index=False)
 
     class Meta:
         verbose_name = "leg cost"
@@ -201,7 +210,9 @@ class LegCost(CostBase):
 
 
 class ArchivedLegCost(CostBase):
-    leg = models.ForeignKey(ArchivedLeg, on_delete=models.CASCADE, related_name="costs")
+    leg = models.ForeignKey(
+        ArchivedLeg, on_delete=models.CASCADE, related_name="costs", db_index=False
+    )
 
     class Meta:
         verbose_name = "archived leg cost"
