@@ -129,7 +129,13 @@ def leg_indexes(prefix: str) -> list[models.Index]:
     # Why these: every query is a time range ordered by start (then uniqueid), narrowed
     # by the customers on either side of the leg.
     return [
-        models.Index(fields=["start", "uniqueid"], name=f"{prefix}_start_uid"),
+        # On PostgreSQL it also carries the customers and the id, so a deep page (a large
+        # offset) is counted off from the index alone (see LegFilterSet.rows).
+        models.Index(
+            fields=["start", "uniqueid"],
+            include=["scustomer", "dcustomer", "id"],
+            name=f"{prefix}_start_uid",
+        ),
         models.Index(fields=["scustomer", "start"], name=f"{prefix}_scust_start"),
         models.Index(fields=["dcustomer", "start"], name=f"{prefix}_dcust_start"),
         models.Index(fields=["callid"], name=f"{prefix}_callid"),
