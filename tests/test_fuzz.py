@@ -520,11 +520,6 @@ def test_any_json_body_is_read_or_refused(body):
         assert not params.body_error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a deeply nested JSON body raises RecursionError in the parser (not "
-    "ValueError), which the API answers as a 500 instead of a 400",
-)
 @pytest.mark.parametrize(
     "body",
     [b"[" * 10_000, b'{"start": ' + b"[" * 5000 + b"]" * 5000 + b"}"],
@@ -536,11 +531,6 @@ def test_deeply_nested_json_is_refused_not_raised(body):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a deeply nested JSON body is answered with a 500 (RecursionError in the "
-    "JSON parser), before or after authentication, instead of a 400",
-)
 @pytest.mark.parametrize("creds", ["valid", "none"])
 def test_deeply_nested_json_body_is_a_400_not_a_500(client, world, creds):
     qs = creds_bytes(world.reseller).decode() if creds == "valid" else ""
@@ -772,9 +762,9 @@ def test_random_json_documents_and_bytes(client, world, data, path):
 @pytest.mark.django_db
 @pytest.mark.xfail(
     strict=True,
-    reason="bug: in a multipart body a field named 'start ' (or ' sort') is taken as "
-    "'start' (Django's multipart parser strips field names), where the query string "
-    "and form bodies ignore it as an unknown key",
+    reason="known limit (README): in a multipart body a field named 'start ' (or ' sort') "
+    "is taken as 'start' (Django's multipart parser strips field names), where the query "
+    "string and form bodies ignore it as an unknown key",
 )
 def test_multipart_field_names_are_not_trimmed(client, world):
     qs = creds_bytes(world.reseller).decode()

@@ -69,6 +69,9 @@ def _from_json(body: bytes, params: Params) -> None:
     except ValueError:
         params.body_error = "The request body is not valid JSON."
         return
+    except RecursionError:
+        params.body_error = "The request body is nested too deeply."
+        return
     if not isinstance(data, dict):
         params.body_error = "The request body must be a JSON object."
         return
