@@ -218,6 +218,29 @@ def machine() -> dict[str, str]:
             "os": platform.platform(), "python": platform.python_version()}  # fmt: skip
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by these processes."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all cores), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_pids(cluster: Cluster) -> list[int]:
+    pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    return [pid, *_children(pid)]
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -456,6 +479,7 @@ def client(args: tuple[int, Plan]) -> dict[str, Any]:
     import http.client
 
     index, plan = args
+    cpu_start = time.process_time()
     rng = random.Random(plan.seed * 1000 + index)
     conn = http.client.HTTPConnection(HOST, plan.port, timeout=40)
     latencies: dict[str, list[float]] = defaultdict(list)
@@ -493,6 +517,7 @@ def client(args: tuple[int, Plan]) -> dict[str, Any]:
             failures.append(f"{req.kind}: {problem}")
     conn.close()
     return {
+        "cpu_s": time.process_time() - cpu_start,
         "latencies": dict(latencies),
         "outcomes": {k: dict(v) for k, v in outcomes.items()},
         "failures": failures[:50],
@@ -798,7 +823,14 @@ def report_markdown(s: dict[str, Any], checks: dict[str, Any], info: dict[str, A
         lines.append(f"| {kind} | {MIX[kind]}% | {k['requests']:,} | {k['p50']:.1f} | "
                      f"{k['p95']:.1f} | {k['p99']:.1f} | {k['errors']} |")  # fmt: skip
     errors = ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "none"
+    cpu = s["cpu_s"]
     lines += [
+        "",
+        f"CPU seconds used during the {cpu['wall']:.0f} s (the machine has "
+        f"{os.cpu_count()} cores, {os.cpu_count() * cpu['wall']:.0f} CPU-s): gunicorn "
+        f"{cpu['gunicorn']:.0f}, PostgreSQL {cpu['postgresql']:.0f}, the test's clients "
+        f"{cpu['clients']:.0f}, everything else on the machine {cpu['other']:.0f}. Each "
+        "wrong password costs one PBKDF2 hash (~0.3 s of CPU).",
         "",
         f"- Errors (HTTP 5xx, envelope 500, wrong answers, transport failures): {errors}.",
         f"- Every answer checked (code and keys, rows: keys, currency, selection, window, "
@@ -851,12 +883,25 @@ def main() -> int:
                 client_once(make_request(warm, plan), plan)
             print(f"load: {args.clients} clients for {args.seconds:.0f} s on port {port}",
                   flush=True)  # fmt: skip
-            plan.until = time.time() + args.seconds
             ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(args.clients) as pool:
+                pool.map(time.sleep, [0.01] * args.clients)  # started before the clock runs
+                servers = [server.proc.pid, *server.worker_pids()]
+                cpu0 = (cpu_seconds(servers), cpu_seconds(cluster_pids(cluster)),
+                        machine_busy_seconds(), time.time())  # fmt: skip
+                plan.until = time.time() + args.seconds
                 results = pool.map(client, [(i, plan) for i in range(args.clients)])
+                servers = [server.proc.pid, *server.worker_pids()]
+                cpu1 = (cpu_seconds(servers), cpu_seconds(cluster_pids(cluster)),
+                        machine_busy_seconds(), time.time())  # fmt: skip
             log_info = server.log_summary()
         summary = summarise(results, args.seconds)
+        clients_cpu = sum(r["cpu_s"] for r in results)
+        cpu = {"gunicorn": cpu1[0] - cpu0[0], "postgresql": cpu1[1] - cpu0[1],
+               "clients": clients_cpu, "machine": cpu1[2] - cpu0[2],
+               "wall": cpu1[3] - cpu0[3]}  # fmt: skip
+        cpu["other"] = cpu["machine"] - cpu["gunicorn"] - cpu["postgresql"] - cpu["clients"]
+        summary["cpu_s"] = {k: round(v, 1) for k, v in cpu.items()}
         print(json.dumps({k: v for k, v in summary.items() if k != "failures"}, indent=1))
         verifier = Verifier(plan)
         samples = [s for r in results for s in r["samples"]]
