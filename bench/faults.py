@@ -842,6 +842,10 @@ def test_stream_kill(args: argparse.Namespace, checks: Checks) -> dict[str, Any]
 
 
 # --------------------------------------------------------------------------- results
+def _short(text: str, size: int = 200) -> str:
+    return text if len(text) <= size else text[: size - 3] + "..."
+
+
 def report_markdown(results: dict[str, Any], checks: Checks, info: dict[str, Any]) -> str:
     lines = ["### Fault tests (bench/faults.py)", "", f"Command: `{info['command']}`", "",
              f"Run: {info['when']}; {info['machine']}; load average before: "
@@ -908,8 +912,10 @@ def report_markdown(results: dict[str, Any], checks: Checks, info: dict[str, Any
             if "export_after_expiry" in r:
                 text += f"; once it had expired: `{r['export_after_expiry']}`"
             lines += [text + ".", ""]
-        lines += [f"- {'ok' if ok else '**FAIL**'}: {name}" + (f" ({detail})" if detail else "")
-                  for t, name, ok, detail in checks.items if t == test]  # fmt: skip
+        for t, name, ok, detail in checks.items:
+            if t == test:
+                shown = f" ({_short(detail)})" if detail else ""
+                lines.append(f"- {'ok' if ok else '**FAIL**'}: {name}{shown}")
         lines.append("")
     return "\n".join(lines)
 
@@ -969,7 +975,7 @@ def main() -> int:
             fc.stop()
     failed = checks.failed()
     info = {
-        "command": ".venv/bin/python bench/faults.py " + " ".join(sys.argv[1:]),
+        "command": " ".join([".venv/bin/python bench/faults.py", *sys.argv[1:]]),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": ", ".join(f"{k} {v}" for k, v in machine().items()),
         "load_before": load_before, "workers": args.workers,

@@ -917,7 +917,7 @@ def main() -> int:
             print("FAIL:", f)
         passed = not failures and not summary["errors"] and log_info["worker_timeouts"] == 0
         info = {
-            "command": ".venv/bin/python bench/loadtest.py " + " ".join(sys.argv[1:]),
+            "command": " ".join([".venv/bin/python bench/loadtest.py", *sys.argv[1:]]),
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": ", ".join(f"{k} {v}" for k, v in machine().items()),
             "load_before": load_before, "workers": args.workers, "db": db, "legs": legs,
