@@ -947,6 +947,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown test(s): {', '.join(sorted(unknown))}")
     REL.mkdir(parents=True, exist_ok=True)
+    (REL / "gunicorn-faults.log").write_text("")  # this run's servers only
     print(f"seed {args.seed}", flush=True)
     load_before = load_average()
     checks = Checks()
