@@ -849,7 +849,7 @@ def _short(text: str, size: int = 200) -> str:
 def report_markdown(results: dict[str, Any], checks: Checks, info: dict[str, Any]) -> str:
     lines = ["### Fault tests (bench/faults.py)", "", f"Command: `{info['command']}`", "",
              f"Run: {info['when']}; {info['machine']}; load average before: "
-             f"{info['load_before']}.", ""]  # fmt: skip
+             f"{info['load_before']}; --seed {info['seed']}.", ""]  # fmt: skip
     for test in TESTS:
         if test not in results:
             continue
@@ -981,7 +981,7 @@ def main() -> int:
         "machine": ", ".join(f"{k} {v}" for k, v in machine().items()),
         "load_before": load_before, "workers": args.workers,
         "restart_clients": args.restart_clients, "restart_seconds": args.restart_seconds,
-        "stream_mb": args.stream_mb, "retry_after": args.retry_after,
+        "stream_mb": args.stream_mb, "retry_after": args.retry_after, "seed": args.seed,
     }  # fmt: skip
     print(json.dumps(results, indent=1, default=str))
     if not args.no_results:
