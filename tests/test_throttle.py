@@ -123,3 +123,40 @@ def test_stream_slots_are_counted_per_user_and_released(settings):
             pass
     with stream_slot(1), stream_slot(1):  # all released again
         pass
+
+
+def _expiry(key_part: str):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT expires FROM enswitch_cache WHERE cache_key LIKE %s", [f"%{key_part}%"]
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_a_leaked_stream_slot_expires_however_often_the_user_retries(settings):
+    from enswitch.api.throttle import TooManyStreams, stream_slot
+
+    settings.ENSWITCH_MAX_STREAMS_PER_USER = 1
+    leaked = stream_slot(7)
+    leaked.__enter__()  # a worker killed mid-stream never leaves its slot
+    before = _expiry("stream:7:")
+    for _ in range(3):
+        with pytest.raises(TooManyStreams), stream_slot(7):
+            pass
+    assert _expiry("stream:7:") == before  # refused retries don't push the expiry back
+
+
+def test_failures_are_counted_over_the_configured_window(client, actors, limits):
+    import datetime as dt
+
+    limits.ENSWITCH_AUTH_FAILURE_WINDOW = 3600
+    login(client, actors.owner.user.username, "wrong")
+    (expires,) = _expiry("fail:user:")
+    if isinstance(expires, str):  # SQLite hands back text
+        expires = dt.datetime.fromisoformat(expires)
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=dt.UTC)
+    left = (expires - dt.datetime.now(dt.UTC)).total_seconds()
+    assert 3500 < left <= 3600

@@ -35,9 +35,11 @@ def as_enswitch_error(exc: BaseException) -> EnswitchError:
         if _is_timeout(exc):
             log.warning("API query timed out")
             return ServerFailure("timeout", "The query took too long; narrow it down.")
-        log.error("API database failure: %s", type(exc).__name__, exc_info=exc)
         if isinstance(exc, OperationalError):
+            # One line, not a traceback: during an outage every request lands here.
+            log.error("API database unavailable: %s", str(exc).splitlines()[0][:200])
             return ServerFailure("database", "The database is unavailable.")
+        log.error("API database failure", exc_info=exc)
         return ServerFailure("database", "The database could not answer.")
     log.exception("API internal error")
     return ServerFailure("internal", "An internal error occurred.")

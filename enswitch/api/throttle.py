@@ -73,25 +73,24 @@ def check_not_locked(username: str, address: str) -> None:
 
 def record_failure(username: str, address: str) -> None:
     cache = _cache()
+    window = settings.ENSWITCH_AUTH_FAILURE_WINDOW
     for key, limit in _limits(username, address):
         failures = f"fail:{key}"
-        if cache.add(failures, 1, settings.ENSWITCH_AUTH_FAILURE_WINDOW):
-            count = 1
-        else:
-            try:
-                count = cache.incr(failures)
-            except ValueError:  # expired between add() and incr()
-                cache.add(failures, 1, settings.ENSWITCH_AUTH_FAILURE_WINDOW)
-                count = 1
-        if count >= limit:
-            cache.set(f"lock:{key}", 1, settings.ENSWITCH_AUTH_COOLDOWN)
-            cache.delete(failures)
-            log.warning(
-                "login locked for %ss after %s failures (%s)",
-                settings.ENSWITCH_AUTH_COOLDOWN,
-                count,
-                "username " + username[:64] if key.startswith("user:") else "address " + address,
-            )
+        # get + set rather than incr(): Django's incr() rewrites the entry with the
+        # cache's default timeout, not the window. Two failures at the same instant may
+        # count once; the limit is a brake on guessing, not an exact count.
+        count = (cache.get(failures) or 0) + 1
+        if count < limit:
+            cache.set(failures, count, window)
+            continue
+        cache.set(f"lock:{key}", 1, settings.ENSWITCH_AUTH_COOLDOWN)
+        cache.delete(failures)
+        log.warning(
+            "login locked for %ss after %s failures (%s)",
+            settings.ENSWITCH_AUTH_COOLDOWN,
+            count,
+            "username " + username[:64] if key.startswith("user:") else "address " + address,
+        )
 
 
 class TooManyStreams(ServerFailure):
@@ -103,25 +102,25 @@ class TooManyStreams(ServerFailure):
 
 @contextmanager
 def stream_slot(user_id: int) -> Iterator[None]:
-    """Hold one of the user's stream slots for the duration of a streamed answer."""
+    """Hold one of the user's stream slots for the duration of a streamed answer.
+
+    Each slot is a key of its own, taken with add() (which fails if the key exists)
+    and deleted when the stream ends. A process killed mid-stream leaves its key
+    behind; it expires after the export timeout, whatever else the user does meanwhile.
+    """
     limit = settings.ENSWITCH_MAX_STREAMS_PER_USER
     if not limit:
         yield
         return
-    cache, key = _cache(), f"streams:{user_id}"
-    # The timeout frees the slots of a process that died mid-stream.
-    cache.add(key, 0, settings.ENSWITCH_EXPORT_TIMEOUT_MS // 1000 + 60)
+    cache = _cache()
+    timeout = settings.ENSWITCH_EXPORT_TIMEOUT_MS // 1000 + 60
+    for slot in range(limit):
+        key = f"stream:{user_id}:{slot}"
+        if cache.add(key, 1, timeout):
+            break
+    else:
+        raise TooManyStreams()
     try:
-        running = cache.incr(key)
-    except ValueError:
-        cache.add(key, 1, settings.ENSWITCH_EXPORT_TIMEOUT_MS // 1000 + 60)
-        running = 1
-    try:
-        if running > limit:
-            raise TooManyStreams()
         yield
     finally:
-        try:
-            cache.decr(key)
-        except ValueError:
-            pass
+        cache.delete(key)
