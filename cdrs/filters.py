@@ -13,8 +13,7 @@ from functools import cache
 from typing import Any
 
 import django_filters
-from django.db import connection
-from django.db.models import BigIntegerField, ExpressionWrapper, F, QuerySet, Value
+from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Coalesce
 
 from cdrs.costs import CostSource, with_costs
@@ -276,22 +275,7 @@ class LegFilterSet(EnswitchFilterSet):
             return Coalesce(F(f"{name}_id"), Value(0))
         if name == "scustomer":
             return F("scustomer_id")
-        if name == "start" and self.searches_called_number_fragment():
-            # A fragment of 4+ characters of the called number is rare among legs: the
-            # trigram index finds its legs directly, while walking the time index to
-            # collect 100 of them can read a whole month of legs. PostgreSQL's estimate of
-            # such a LIKE is too rough to choose between the two reliably (it walked the
-            # time index for 1 of 8 four-digit searches, taking 2 s instead of 50 ms), so
-            # the order is written in a form that index cannot serve. Same order.
-            return ExpressionWrapper(F("start") + 0, output_field=BigIntegerField())
         return F(name)
-
-    def searches_called_number_fragment(self) -> bool:
-        fragment = self.value("cnumber") or ""
-        mode = self.value("cmatch") or "contains"
-        return (
-            connection.vendor == "postgresql" and len(fragment) >= 4 and mode in ("contains", "end")
-        )
 
     def ordered(self, qs: QuerySet) -> QuerySet:
         if self.value("descending") == 1:

@@ -58,23 +58,3 @@ def test_deep_pages_answer_like_shallow_ones(client, world, monkeypatch, sort, d
     deep = answers(client, who, **params)
     assert shallow.code == "200"
     assert deep.data == shallow.data
-
-
-@pytest.mark.parametrize("descending", [0, 1])
-@pytest.mark.parametrize("offset", [0, 2, 1500])
-def test_called_number_searches_keep_the_time_order(client, world, monkeypatch, descending,
-                                                    offset):  # fmt: skip
-    # On PostgreSQL a 4+ character called-number fragment takes another plan (see
-    # LegFilterSet.sort_expression); the answer must be the same.
-    for i in range(12):
-        h.make_leg(f"n{i:02d}", world.customer.id, start=1_700_000_100 + i % 4,
-                   cnumber=f"44{i % 3}12345")  # fmt: skip
-    params = {**world.reseller.creds, "customer": "all", "recurse": 1, "cnumber": "1234",
-              "descending": descending, "offset": offset, "limit": 5}  # fmt: skip
-    steered = h.call(client, h.LIST, **params)
-    monkeypatch.setattr(filters.LegFilterSet, "searches_called_number_fragment", lambda s: False)
-    plain = h.call(client, h.LIST, **params)
-    assert plain.code == "200"
-    assert steered.data == plain.data
-    if offset == 0:
-        assert len(plain.data) == 5
