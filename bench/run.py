@@ -345,11 +345,8 @@ def measure_concurrency(port: int, params: dict[str, str], clients: int, seconds
 
 def psql_reference(cluster: Cluster, db: str, copy_sql: str, runs: int) -> dict[str, float]:
     """The same rows as JSON straight from PostgreSQL: median ms over `runs` (after one)."""
-    times = (
-        cluster.timed_psql(db, copy_sql, runs + 1)[1:]
-        if runs > 1
-        else (cluster.timed_psql(db, copy_sql, 1))
-    )
+    warm_up = 1 if runs > 1 else 0
+    times = cluster.timed_psql(db, copy_sql, runs + warm_up)[warm_up:]
     return {"p50": statistics.median(times)}
 
 

@@ -282,26 +282,25 @@ class LegFilterSet(EnswitchFilterSet):
             return qs.order_by(F("sort_key").desc(), F("uniqueid").desc())
         return qs.order_by(F("sort_key").asc(), F("uniqueid").asc())
 
+    def sorted_rows(self, model: type[LegBase], columns: tuple[str, ...]) -> QuerySet:
+        """One table's rows as `columns` tuples, with the sort key they are ordered by."""
+        return (
+            self.rows_for(model, cost_param="cost_customer")
+            .annotate(sort_key=self.sort_expression())
+            .values_list(*columns, "sort_key")
+        )
+
     def rows(self, columns: tuple[str, ...]) -> QuerySet:
         """The whole answer as one ordered, sliced query of `columns` tuples."""
         offset, limit = self.value("offset") or 0, self.value("limit") or 0
         if self.value("archive") == 1:
-            parts = [
-                self.rows_for(model, cost_param="cost_customer")
-                .annotate(sort_key=self.sort_expression())
-                .values_list(*columns, "sort_key")
-                for model in (Leg, ArchivedLeg)
-            ]
-            qs = self.ordered(parts[0].union(parts[1], all=True))
-        elif offset >= DEEP_OFFSET and (self.value("sort") or "start") != "cost":
-            return self.deep_page(columns, offset, limit)
-        else:
-            qs = self.ordered(
-                self.rows_for(Leg, cost_param="cost_customer")
-                .annotate(sort_key=self.sort_expression())
-                .values_list(*columns, "sort_key")
+            both = self.sorted_rows(Leg, columns).union(
+                self.sorted_rows(ArchivedLeg, columns), all=True
             )
-        return qs[offset : offset + limit] if limit else qs[offset:]
+            return _page(self.ordered(both), offset, limit)
+        if offset >= DEEP_OFFSET and (self.value("sort") or "start") != "cost":
+            return self.deep_page(columns, offset, limit)
+        return _page(self.ordered(self.sorted_rows(Leg, columns)), offset, limit)
 
     def deep_page(self, columns: tuple[str, ...], offset: int, limit: int) -> QuerySet:
         """A page far down the list: find its legs' ids first, then build only those rows.
@@ -316,11 +315,12 @@ class LegFilterSet(EnswitchFilterSet):
                 sort_key=self.sort_expression()
             )
         ).values("pk")
-        ids = ids[offset : offset + limit] if limit else ids[offset:]
-        page = self.rows_for(Leg, cost_param="cost_customer").filter(pk__in=ids)
-        return self.ordered(
-            page.annotate(sort_key=self.sort_expression()).values_list(*columns, "sort_key")
-        )
+        return self.ordered(self.sorted_rows(Leg, columns).filter(pk__in=_page(ids, offset, limit)))
+
+
+def _page(qs: QuerySet, offset: int, limit: int) -> QuerySet:
+    """`limit=0` means all the rows after `offset`."""
+    return qs[offset : offset + limit] if limit else qs[offset:]
 
 
 class LegGetFilterSet(EnswitchFilterSet):

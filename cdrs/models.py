@@ -43,8 +43,7 @@ class LegQuerySet(models.QuerySet):
         customer = user.customer
         if customer.is_system_owner:
             return self.all()  # everything on the system is under the owner
-        subtree = Customer.objects.subtree(customer).values("pk")
-        return self.filter(Q(scustomer_id__in=subtree) | Q(dcustomer_id__in=subtree))
+        return self.for_customers(Customer.objects.subtree(customer).values("pk"))
 
     def for_customers(self, customer_ids: models.QuerySet | list[int]) -> LegQuerySet:
         """Legs that belong to a set of customers (as scustomer or dcustomer)."""
@@ -225,6 +224,3 @@ class ArchivedLegCost(CostBase):
     class Meta:
         verbose_name = "archived leg cost"
         constraints = cost_constraints("archlegcost")
-
-
-LEG_MODELS: tuple[type[LegBase], ...] = (Leg, ArchivedLeg)
