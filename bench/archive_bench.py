@@ -301,6 +301,7 @@ def main() -> int:
         "shared_buffers=1GB",
         "max_wal_size=4GB",
         "checkpoint_timeout=15min",
+        "wal_buffers=128MB",
         "fsync=on",
         "synchronous_commit=on",
     ]

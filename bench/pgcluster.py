@@ -20,6 +20,9 @@ SERVER_SETTINGS = {
     "maintenance_work_mem": "1GB",
     "max_wal_size": "16GB",
     "checkpoint_timeout": "30min",
+    # Import and archive batches write ~100 MB of WAL each; 16 MB (the automatic
+    # maximum) makes them wait on WAL writes.
+    "wal_buffers": "128MB",
     "random_page_cost": "1.1",
     "max_connections": "100",
     "listen_addresses": "127.0.0.1",

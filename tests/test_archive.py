@@ -519,6 +519,62 @@ def test_trigger_bypass_is_used_when_allowed_and_can_be_refused(world):
     connection.check_constraints()
 
 
+@on_postgres
+def test_fast_path_moves_ordinary_batches_without_falling_back(world, monkeypatch):
+    # The fast path's parent check must pass when every parent is there; a check that
+    # always failed would send every batch the slow careful way, unnoticed.
+    legs = make_legs(world, list(range(20)))
+
+    def not_expected(*args, **kwargs):
+        raise AssertionError("an ordinary batch fell back to the careful path")
+
+    monkeypatch.setattr(archive, "_careful_batch", not_expected)
+    before = store()
+    result = archive.archive(before=T0 + 20, batch_size=7)
+    assert result.trigger_bypass
+    assert result.legs == 20
+    check_moved(before, store(), {leg.uniqueid for leg in legs})
+
+
+@on_postgres
+@pytest.mark.django_db(transaction=True)
+def test_fast_path_holds_the_parents_of_the_moved_rows(world):
+    # What the skipped foreign-key triggers would have done: until the batch commits,
+    # nobody may delete a customer or currency the moved rows refer to.
+    make_legs(world, list(range(10)))
+    with transaction.atomic():
+        moved = archive.archive_batch(before=T0 + 100, batch_size=100)
+        assert moved.legs == 10
+        with reader_connection() as other:
+            for table, key in (
+                ("customers_customer", world["a"].pk),
+                ("customers_customer", world["owner"].pk),
+                ("customers_currency", world["usd"].pk),
+            ):
+                column = "code" if table == "customers_currency" else "id"
+                with pytest.raises(Exception, match="could not obtain lock"):
+                    other.execute(
+                        f"SELECT 1 FROM {table} WHERE {column} = %s FOR UPDATE NOWAIT", [key]
+                    )
+        transaction.set_rollback(True)
+
+
+@on_postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_leg_pointing_at_a_missing_parent_is_not_archived(world):
+    # The fast path locks the parents it finds; one missing sends the batch the careful
+    # way, whose foreign-key triggers refuse it: the run fails and nothing moves.
+    make_legs(world, list(range(6)))
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL session_replication_role = replica")
+        cur.execute(f"UPDATE {Leg._meta.db_table} SET dcustomer_id = 999999 WHERE start = %s", [T0])
+        cur.execute("SET LOCAL session_replication_role = DEFAULT")
+    before = rows()
+    with pytest.raises(Exception, match="999999|foreign key"):
+        archive.archive(before=T0 + 100, batch_size=100)
+    assert rows() == before
+
+
 def test_a_leg_written_behind_the_cursor_during_a_run_is_archived_too(world, monkeypatch):
     legs = make_legs(world, list(range(10, 30)))
     real = archive.move_picked
