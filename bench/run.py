@@ -287,7 +287,9 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 def measure_latency(port: int, params: dict[str, str], n: int, vary: list[dict] | None = None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     variants = vary or [params]
-    for i in range(10):  # warm the caches (page cache, auth digest, plans)
+    # Warm the caches (page cache, plans): enough requests to reach every worker, whose
+    # first request also pays the full password hash (the digest cache is per worker).
+    for i in range(40):
         check_ok(get(conn, variants[i % len(variants)])[1])
     samples = []
     for i in range(n):
