@@ -40,7 +40,7 @@ SORT_FIELDS = (
     "uniqueid",
 )  # fmt: skip
 OUT_OF_SCOPE = "No such customer, or it is not yours."
-# From this offset on, a page is found by its ids first (LegFilterSet.deep_page).
+# From this offset on, a page is found by its ids first (LegFilterSet.page_first).
 DEEP_OFFSET = 1000
 
 
@@ -191,7 +191,14 @@ class EnswitchFilterSet(django_filters.FilterSet):
 
     def rows_for(self, model: type[LegBase], *, cost_param: str) -> QuerySet:
         """One table's legs, visible to the user, filtered, with their cost columns."""
-        qs = self.filter_queryset(model.objects.visible_to(self.user))
+        return self.with_columns(self.filtered(model), model, cost_param=cost_param)
+
+    def filtered(self, model: type[LegBase]) -> QuerySet:
+        """One table's legs that the user may see and the parameters select."""
+        return self.filter_queryset(model.objects.visible_to(self.user))
+
+    def with_columns(self, qs: QuerySet, model: type[LegBase], *, cost_param: str) -> QuerySet:
+        """`qs` with the columns a row shows beyond the leg's own: costs, `archived`."""
         qs = with_costs(qs, viewer=self.viewer, source=self.cost_source(cost_param))
         return qs.annotate(archived=Value(model.ARCHIVED))
 
@@ -298,24 +305,39 @@ class LegFilterSet(EnswitchFilterSet):
                 self.sorted_rows(ArchivedLeg, columns), all=True
             )
             return _page(self.ordered(both), offset, limit)
-        if offset >= DEEP_OFFSET and (self.value("sort") or "start") != "cost":
-            return self.deep_page(columns, offset, limit)
+        if self.page_first(offset, limit):
+            return self.page_by_ids(columns, offset, limit)
         return _page(self.ordered(self.sorted_rows(Leg, columns)), offset, limit)
 
-    def deep_page(self, columns: tuple[str, ...], offset: int, limit: int) -> QuerySet:
-        """A page far down the list: find its legs' ids first, then build only those rows.
+    def page_first(self, offset: int, limit: int) -> bool:
+        """Whether to find the page's legs first and build rows for those only.
 
-        Skipping 100,000 rows costs little when each skipped row is an index entry; it
-        costs a lot when each is a full row with its cost record joined. So the page's
-        ids are counted off with nothing but the filters (from the covering
-        start/uniqueid index when the sort is by start), and the rows built for them.
+        Yes for a page far down the list: skipping 100,000 rows costs little when each
+        is an index entry, a lot when each is a full row with its cost record joined.
+        Yes for a page in any order but start's: every leg the filters pass must be
+        looked at to know which come first, and that is cheaper with only its id and
+        sort key than with every column and two amounts converted into the viewer's
+        currency. Not for a whole export (limit=0): all its rows are built anyway.
         """
-        ids = self.ordered(
-            self.filter_queryset(Leg.objects.visible_to(self.user)).annotate(
-                sort_key=self.sort_expression()
-            )
-        ).values("pk")
-        return self.ordered(self.sorted_rows(Leg, columns).filter(pk__in=_page(ids, offset, limit)))
+        sort = self.value("sort") or "start"
+        if limit:
+            return offset >= DEEP_OFFSET or sort != "start"
+        return offset >= DEEP_OFFSET and sort != "cost"
+
+    def page_by_ids(self, columns: tuple[str, ...], offset: int, limit: int) -> QuerySet:
+        """The page's legs' ids in order (from the covering start/uniqueid index when the
+        sort is by start), then the rows of those legs only."""
+        legs = self.filtered(Leg)
+        if (self.value("sort") or "start") == "cost":
+            legs = with_costs(legs, viewer=self.viewer, source=self.cost_source("cost_customer"))
+        ids = self.ordered(legs.annotate(sort_key=self.sort_expression())).values("pk")
+        # The ids were chosen under the user's scope and every filter above: the rows
+        # need nothing more than the ids.
+        page = Leg.objects.filter(pk__in=_page(ids, offset, limit))
+        rows = self.with_columns(page, Leg, cost_param="cost_customer")
+        return self.ordered(
+            rows.annotate(sort_key=self.sort_expression()).values_list(*columns, "sort_key")
+        )
 
 
 def _page(qs: QuerySet, offset: int, limit: int) -> QuerySet:

@@ -1,4 +1,5 @@
-"""Deep pages (large offsets) take another query path; it must answer exactly the same."""
+"""Pages found by their ids first (deep offsets, orders other than by start) take another
+query path; it must answer exactly the same."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import itertools
 import pytest
 
 from cdrs import filters
+from enswitch.api.params import Params
 from tests import api_helpers as h
 
 pytestmark = pytest.mark.django_db
@@ -40,9 +42,23 @@ def answers(client, who, **params):
     [
         (sort, desc, off, lim, extra)
         for (sort, desc), (off, lim), extra in itertools.product(
-            [("start", 0), ("start", 1), ("callid", 0), ("snumber", 1), ("dcustomer", 0)],
-            [(1, 5), (3, 0), (30, 100), (39, 1), (200, 10)],
-            [{}, {"customer": "all", "recurse": 1}, {"snumber": "10", "smatch": "start"}],
+            [
+                ("start", 0),
+                ("start", 1),
+                ("callid", 0),
+                ("snumber", 1),
+                ("dcustomer", 0),
+                ("cost", 1),
+                ("cost", 0),
+                ("totaltime", 1),
+            ],
+            [(1, 5), (3, 0), (30, 100), (39, 1), (200, 10), (0, 3)],
+            [
+                {},
+                {"customer": "all", "recurse": 1},
+                {"snumber": "10", "smatch": "start"},
+                {"cost_customer": "scustomer"},
+            ],
         )
     ],
 )
@@ -52,9 +68,29 @@ def test_deep_pages_answer_like_shallow_ones(client, world, monkeypatch, sort, d
     params = {"sort": sort, "descending": descending, "offset": offset, "limit": limit, **extra}
     if "customer" not in extra:
         params.update(customer="all", recurse=1)
-    monkeypatch.setattr(filters, "DEEP_OFFSET", 10**9)
+    monkeypatch.setattr(filters.LegFilterSet, "page_first", lambda self, offset, limit: False)
     shallow = answers(client, who, **params)
-    monkeypatch.setattr(filters, "DEEP_OFFSET", 1)
+    monkeypatch.setattr(filters.LegFilterSet, "page_first", lambda self, offset, limit: True)
     deep = answers(client, who, **params)
     assert shallow.code == "200"
     assert deep.data == shallow.data
+
+
+@pytest.mark.parametrize(
+    ("sort", "offset", "limit", "expected"),
+    [
+        ("start", 0, 100, False),
+        ("start", 999, 100, False),
+        ("start", 1000, 100, True),
+        ("cost", 0, 100, True),
+        ("name", 5, 1, True),
+        ("start", 5000, 0, True),
+        ("callid", 5000, 0, True),
+        ("cost", 5000, 0, False),
+        ("cost", 0, 0, False),
+    ],
+)
+def test_which_pages_are_found_by_ids_first(world, sort, offset, limit, expected):
+    fs = filters.LegFilterSet(Params(values={"sort": sort}), user=world.owner.user, now=0)
+    fs.validate()
+    assert fs.page_first(offset, limit) is expected
