@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -287,9 +288,19 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 def measure_latency(port: int, params: dict[str, str], n: int, vary: list[dict] | None = None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     variants = vary or [params]
-    # Warm the caches (page cache, plans): enough requests to reach every worker, whose
-    # first request also pays the full password hash (the digest cache is per worker).
-    for i in range(40):
+
+    # Warm the caches (page cache, plans, each worker's password digest): requests from
+    # 8 clients at once, so that every worker serves some (one after the other, the
+    # same worker tends to take them all, and another's first request in the timed run
+    # would pay the full password hash).
+    def warm(k: int) -> None:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        for i in range(5):
+            check_ok(get(c, variants[(k + i) % len(variants)])[1])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(warm, range(8)))
+    for i in range(10):
         check_ok(get(conn, variants[i % len(variants)])[1])
     samples = []
     for i in range(n):

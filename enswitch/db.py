@@ -45,17 +45,6 @@ def _sqlite_money(from_value: Any, to_value: Any, *amounts: Any) -> float | None
 
 @receiver(connection_created)
 def setup_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
-    if connection.vendor == "postgresql":
-        # Prepared statements spare the parsing; the planning they would spare is not
-        # worth it here. After five runs PostgreSQL may switch a statement to a generic
-        # plan, made without the values, and ours depend on them (a day or a year, one
-        # customer or a thousand, a rare or a common number fragment): the cost-sorted
-        # reseller query of bench/ took 44 ms with the generic plan, 38 ms planned each
-        # time. (Behind a transaction-mode pooler this SET may not stick; nothing is
-        # prepared there, so every plan is a custom one anyway.)
-        with connection.connection.cursor() as cursor:
-            cursor.execute("SET plan_cache_mode = force_custom_plan")
-        return
     if connection.vendor != "sqlite":
         return
     raw = connection.connection
