@@ -40,7 +40,7 @@ SORT_FIELDS = (
     "uniqueid",
 )  # fmt: skip
 OUT_OF_SCOPE = "No such customer, or it is not yours."
-# From this offset on, a page is found by its ids first (LegFilterSet.page_first).
+# From this offset on, a page is found by its ids first (LegFilterSet.ids_first).
 DEEP_OFFSET = 1000
 
 
@@ -305,12 +305,12 @@ class LegFilterSet(EnswitchFilterSet):
                 self.sorted_rows(ArchivedLeg, columns), all=True
             )
             return _page(self.ordered(both), offset, limit)
-        if self.page_first(offset, limit):
+        if self.ids_first():
             return self.page_by_ids(columns, offset, limit)
         return _page(self.ordered(self.sorted_rows(Leg, columns)), offset, limit)
 
-    def page_first(self, offset: int, limit: int) -> bool:
-        """Whether to find the page's legs first and build rows for those only.
+    def ids_first(self) -> bool:
+        """Whether rows() finds the page's live legs first and builds rows for those only.
 
         Yes for a page far down the list: skipping 100,000 rows costs little when each
         is an index entry, a lot when each is a full row with its cost record joined.
@@ -319,7 +319,10 @@ class LegFilterSet(EnswitchFilterSet):
         sort key than with every column and two amounts converted into the viewer's
         currency. Not for a whole export (limit=0): all its rows are built anyway.
         """
+        offset, limit = self.value("offset") or 0, self.value("limit") or 0
         sort = self.value("sort") or "start"
+        if self.value("archive") == 1:
+            return False  # one UNION ALL of both tables, see rows()
         if limit:
             return offset >= DEEP_OFFSET or sort != "start"
         return offset >= DEEP_OFFSET and sort != "cost"

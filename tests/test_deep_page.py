@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from django.db import connection
 
 from cdrs import filters
 from enswitch.api.params import Params
@@ -68,29 +69,46 @@ def test_deep_pages_answer_like_shallow_ones(client, world, monkeypatch, sort, d
     params = {"sort": sort, "descending": descending, "offset": offset, "limit": limit, **extra}
     if "customer" not in extra:
         params.update(customer="all", recurse=1)
-    monkeypatch.setattr(filters.LegFilterSet, "page_first", lambda self, offset, limit: False)
+    monkeypatch.setattr(filters.LegFilterSet, "ids_first", lambda self: False)
     shallow = answers(client, who, **params)
-    monkeypatch.setattr(filters.LegFilterSet, "page_first", lambda self, offset, limit: True)
+    monkeypatch.setattr(filters.LegFilterSet, "ids_first", lambda self: True)
     deep = answers(client, who, **params)
     assert shallow.code == "200"
     assert deep.data == shallow.data
 
 
 @pytest.mark.parametrize(
-    ("sort", "offset", "limit", "expected"),
+    ("params", "expected"),
     [
-        ("start", 0, 100, False),
-        ("start", 999, 100, False),
-        ("start", 1000, 100, True),
-        ("cost", 0, 100, True),
-        ("name", 5, 1, True),
-        ("start", 5000, 0, True),
-        ("callid", 5000, 0, True),
-        ("cost", 5000, 0, False),
-        ("cost", 0, 0, False),
+        ({"sort": "start", "limit": 100}, False),
+        ({"sort": "start", "offset": 999, "limit": 100}, False),
+        ({"sort": "start", "offset": 1000, "limit": 100}, True),
+        ({"limit": 100}, False),
+        ({"sort": "cost", "limit": 100}, True),
+        ({"sort": "name", "offset": 5, "limit": 1}, True),
+        ({"sort": "start", "offset": 5000, "limit": 0}, True),
+        ({"sort": "callid", "offset": 5000}, True),
+        ({"sort": "cost", "offset": 5000, "limit": 0}, False),
+        ({"sort": "cost"}, False),
+        ({"sort": "cost", "limit": 100, "archive": 1}, False),
+        ({"offset": 5000, "limit": 100, "archive": 1}, False),
     ],
 )
-def test_which_pages_are_found_by_ids_first(world, sort, offset, limit, expected):
-    fs = filters.LegFilterSet(Params(values={"sort": sort}), user=world.owner.user, now=0)
+def test_which_pages_are_found_by_ids_first(world, params, expected):
+    values = {k: str(v) for k, v in params.items()}
+    fs = filters.LegFilterSet(Params(values=values), user=world.owner.user, now=0)
     fs.validate()
-    assert fs.page_first(offset, limit) is expected
+    assert fs.ids_first() is expected
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's plan cache")
+def test_ids_first_pages_are_planned_with_their_values(client, world):
+    def mode() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW plan_cache_mode")
+            return cursor.fetchone()[0]
+
+    assert answers(client, world.owner, sort="cost", limit=5).code == "200"
+    assert mode() == "force_custom_plan"
+    assert answers(client, world.owner, limit=5).code == "200"
+    assert mode() == "auto"
