@@ -20,7 +20,7 @@ from enswitch.api.params import request_params
 from enswitch.api.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
 from enswitch.api.renderers import AlwaysEnvelope, EnvelopeRenderer
 from enswitch.api.throttle import stream_slot
-from enswitch.db import use_custom_plans, use_statement_timeout
+from enswitch.db import custom_plans, use_statement_timeout
 
 # Answers up to this many rows are built in one piece; longer ones are streamed.
 STREAM_ABOVE = 5000
@@ -58,10 +58,10 @@ class CdrListView(EnswitchView):
         rows = filterset.rows(COLUMNS)
         currency = request.user.customer.currency_id
         limit = filterset.value("limit") or 0
-        # An ids-first page reads many legs to pick a few: plan it with its values.
-        use_custom_plans(filterset.ids_first())
         if 0 < limit <= STREAM_ABOVE:
-            data = [row_to_dict(r, currency) for r in rows]
+            # An ids-first page reads many legs to pick a few: plan it with its values.
+            with custom_plans(filterset.ids_first()):
+                data = [row_to_dict(r, currency) for r in rows]
             return Response(envelope([entry(200)], data))
         return streaming_response(streamed(rows, currency, user_id=request.user.pk))
 

@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
@@ -58,29 +60,33 @@ def setup_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
 
 
 _timeouts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_plan_modes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def use_custom_plans(custom: bool) -> None:
-    """Whether the next statements are planned with their values on every run
-    (PostgreSQL's plan_cache_mode), sent only when the connection's mode differs.
+@contextmanager
+def custom_plans(enabled: bool = True) -> Iterator[None]:
+    """Plan the statements run in this block with their values, every time (PostgreSQL).
 
     A prepared statement may switch to a generic plan, made without the values, after
-    five runs; for most of the API's queries that is right (the plan does not depend on
-    them, and planning them each time cost Q1 of bench/ 3 ms of 7). For a query that
-    reads many legs to pick a page, it is not: the cost-sorted reseller day of bench/
-    took 44 ms with the generic plan, 40 planned each time.
+    five runs. For most of the API's queries that is right: their plan does not depend
+    on the values, and planning them each time cost Q1 of bench/ 3 ms of 7. For a query
+    that reads many legs to pick a page it is not: the cost-sorted reseller day of
+    bench/ took 44 ms with the generic plan, 40 planned each time. Nothing outlives the
+    block.
     """
-    if connection.vendor != "postgresql":
+    if not enabled or connection.vendor != "postgresql":
+        yield
         return
-    connection.ensure_connection()
-    raw = connection.connection
-    mode = "force_custom_plan" if custom else "auto"
-    if _plan_modes.get(raw, "auto") == mode:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('plan_cache_mode', %s, false)", [mode])
-    _plan_modes[raw] = mode
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('plan_cache_mode'), "
+            "set_config('plan_cache_mode', 'force_custom_plan', true)"
+        )
+        before = cursor.fetchone()[0]
+        yield
+        # Put back at once: inside an enclosing transaction, SET LOCAL would last until
+        # that one ends. (On an error the block's transaction is rolled back, and with
+        # it the setting.)
+        cursor.execute("SELECT set_config('plan_cache_mode', %s, true)", [before])
 
 
 def use_statement_timeout(milliseconds: int, *, local: bool = False) -> None:
