@@ -29,7 +29,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import random
 import re
 import signal
@@ -56,6 +55,7 @@ from bench.run import (  # noqa: E402
     Server,
     _children,
     build_database,
+    machine,
     manage,
     prepare_scenario,
     query_sql,
@@ -205,17 +205,6 @@ def percentiles_ms(samples: list[float]) -> dict[str, float]:
         return {"p50": v, "p95": v, "p99": v}
     qs = statistics.quantiles(samples, n=100, method="inclusive")
     return {"p50": qs[49] * 1000, "p95": qs[94] * 1000, "p99": qs[98] * 1000}
-
-
-def machine() -> dict[str, str]:
-    cpu = ""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
-    return {"cpu": f"{os.cpu_count()} x {cpu}", "memory": f"{int(mem) / 1024 / 1024:.1f} GiB",
-            "os": platform.platform(), "python": platform.python_version()}  # fmt: skip
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -445,10 +445,7 @@ def run_scale(cluster: Cluster, legs: int, args: argparse.Namespace, only: list[
             "plans": plans}  # fmt: skip
 
 
-def versions(cluster: Cluster) -> dict[str, str]:
-    import django
-
-    pg = cluster.psql("postgres", "SHOW server_version").strip()
+def machine() -> dict[str, str]:
     cpu = ""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -456,8 +453,14 @@ def versions(cluster: Cluster) -> dict[str, str]:
             break
     mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
     return {"cpu": f"{os.cpu_count()} x {cpu}", "memory": f"{int(mem) / 1024 / 1024:.1f} GiB",
-            "os": platform.platform(), "python": platform.python_version(),
-            "django": django.get_version(), "postgresql": pg}  # fmt: skip
+            "os": platform.platform(), "python": platform.python_version()}  # fmt: skip
+
+
+def versions(cluster: Cluster) -> dict[str, str]:
+    import django
+
+    pg = cluster.psql("postgres", "SHOW server_version").strip()
+    return {**machine(), "django": django.get_version(), "postgresql": pg}
 
 
 def fmt_ms(value: float) -> str:
