@@ -487,8 +487,9 @@ def trigger_bypass_allowed(move: Move, *, using: str = "default") -> bool:
     Skipping them more than doubles the speed: the foreign-key checks they make, one
     query per row, are most of a batch's work. Only when the role may set the parameter
     (superuser, or PostgreSQL 15's GRANT SET ON PARAMETER session_replication_role), when
-    the four tables have no triggers of their own (which would be skipped too) and when
-    nothing but the cost records refers to a leg.
+    the four tables have no triggers of their own that replica mode would skip (those
+    enabled ALWAYS, like the one keeping `CalledNumber`, still fire) and when nothing
+    but the cost records refers to a leg.
     """
     connection = connections[using]
     if connection.vendor != "postgresql":
@@ -503,7 +504,7 @@ def trigger_bypass_allowed(move: Move, *, using: str = "default") -> bool:
         if not cur.fetchone()[0]:
             return False
         cur.execute(
-            "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal "
+            "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgenabled = 'O' "
             "AND tgrelid = ANY(%s::regclass[])",
             [[q(t) for t in tables]],
         )

@@ -105,7 +105,7 @@ class MatchFilter(ParamFilter):
     def apply(self, qs: QuerySet, value: str) -> QuerySet:
         mode = self.parent.value(self.mode) or "contains"
         needle = fold_case(value) if self.fold else value
-        return qs.filter(**{f"{self.field_name}__{MATCH_LOOKUPS[mode]}": needle})
+        return qs.matching(self.field_name, MATCH_LOOKUPS[mode], needle)
 
 
 class PhoneFilter(ParamFilter):
@@ -317,14 +317,17 @@ class LegFilterSet(EnswitchFilterSet):
         Yes for a page in any order but start's: every leg the filters pass must be
         looked at to know which come first, and that is cheaper with only its id and
         sort key than with every column and two amounts converted into the viewer's
-        currency. Not for a whole export (limit=0): all its rows are built anyway.
+        currency. Yes for a search by called number: the (cnumber, start) index
+        carries the id, the sort key and the customers, so the legs outside the scope
+        or the time range are rejected without reading them. Not for a whole export
+        (limit=0): all its rows are built anyway.
         """
         offset, limit = self.value("offset") or 0, self.value("limit") or 0
         sort = self.value("sort") or "start"
         if self.value("archive") == 1:
             return False  # one UNION ALL of both tables, see rows()
         if limit:
-            return offset >= DEEP_OFFSET or sort != "start"
+            return offset >= DEEP_OFFSET or sort != "start" or bool(self.value("cnumber"))
         return offset >= DEEP_OFFSET and sort != "cost"
 
     def page_by_ids(self, columns: tuple[str, ...], offset: int, limit: int) -> QuerySet:

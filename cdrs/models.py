@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from django.db import models
+from django.db import connections, models
 from django.db.models import F, Q
 
 from customers.models import Card, Currency, Customer, Invoice, Peer
@@ -51,6 +51,27 @@ class LegQuerySet(models.QuerySet):
             (cid,) = customer_ids
             return self.filter(Q(scustomer_id=cid) | Q(dcustomer_id=cid))
         return self.filter(Q(scustomer_id__in=customer_ids) | Q(dcustomer_id__in=customer_ids))
+
+    def matching(self, field: str, lookup: str, needle: str) -> LegQuerySet:
+        """Legs whose `field` matches `needle` by `lookup` (exact, startswith, endswith,
+        contains).
+
+        A called number searched for inside or at its end on the live table of
+        PostgreSQL is looked up among the distinct called numbers (`CalledNumber`)
+        first: the legs are then found by equality on their (cnumber, start) index,
+        which also carries what the user's scope and the time range need, so only
+        the legs that pass them are read. A LIKE '%digits%' on the legs themselves
+        would read every leg, of any customer and any time, whose number has them.
+        """
+        if (
+            field == "cnumber"
+            and lookup in ("contains", "endswith")
+            and self.model is Leg
+            and connections[self.db].vendor == "postgresql"
+        ):
+            numbers = CalledNumber.objects.filter(**{f"value__{lookup}": needle})
+            return self.filter(cnumber__in=numbers.values("value"))
+        return self.filter(**{f"{field}__{lookup}": needle})
 
 
 class LegBase(models.Model):
@@ -137,6 +158,19 @@ def leg_indexes(prefix: str, *, covering: bool) -> list[models.Index]:
             include=["scustomer", "dcustomer", "id"] if covering else (),
             name=f"{prefix}_start_uid",
         ),
+        *(
+            # The called-number search (LegQuerySet.matching): a number's legs in a time
+            # range, with what the scope and the page's order need, from the index alone.
+            [
+                models.Index(
+                    fields=["cnumber", "start"],
+                    include=["uniqueid", "scustomer", "dcustomer", "id"],
+                    name=f"{prefix}_cnumber_start",
+                )
+            ]
+            if covering
+            else []
+        ),
         models.Index(fields=["scustomer", "start"], name=f"{prefix}_scust_start"),
         models.Index(fields=["dcustomer", "start"], name=f"{prefix}_dcust_start"),
         models.Index(fields=["callid"], name=f"{prefix}_callid"),
@@ -159,6 +193,27 @@ class ArchivedLeg(LegBase):
         verbose_name = "archived call leg"
         constraints = leg_constraints("archleg")
         indexes = leg_indexes("archleg", covering=False)
+
+
+class CalledNumber(models.Model):
+    """Every called number of the live legs, once: the index of `cmatch=contains`.
+
+    Legs number in the tens of millions, their distinct called numbers in the tens of
+    thousands. A search for digits inside a number finds the numbers here (a trigram
+    index on PostgreSQL), then their legs by equality (LegQuerySet.matching).
+
+    Kept by the database, not by the code that writes legs: on PostgreSQL a trigger
+    on the leg table adds the numbers of every inserted or updated leg, whatever
+    wrote it (import, admin, restore from the archive), even in replica mode.
+    Numbers are never removed, so the table is always a superset of the legs'
+    numbers: a number no leg has any more only costs an empty lookup. SQLite does
+    not use it (its LIKE reads the legs).
+    """
+
+    value = CodePointCharField(max_length=255, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class CostBase(models.Model):

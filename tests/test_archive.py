@@ -520,6 +520,24 @@ def test_trigger_bypass_is_used_when_allowed_and_can_be_refused(world):
 
 
 @on_postgres
+def test_an_ordinary_trigger_of_an_operator_turns_the_bypass_off(world):
+    # Replica mode would skip it; the called-number trigger (ENABLE ALWAYS) it would not.
+    move = archive.archive_move(before=0)
+    with connection.cursor() as cur:
+        cur.execute(
+            "CREATE FUNCTION audit_noop() RETURNS trigger LANGUAGE plpgsql AS "
+            "'BEGIN RETURN NULL; END'"
+        )
+        cur.execute(
+            "CREATE TRIGGER audit AFTER INSERT ON cdrs_archivedleg "
+            "FOR EACH STATEMENT EXECUTE FUNCTION audit_noop()"
+        )
+        assert not archive.trigger_bypass_allowed(move)
+        cur.execute("ALTER TABLE cdrs_archivedleg ENABLE ALWAYS TRIGGER audit")
+        assert archive.trigger_bypass_allowed(move)
+
+
+@on_postgres
 def test_fast_path_moves_ordinary_batches_without_falling_back(world, monkeypatch):
     # The fast path's parent check must pass when every parent is there; a check that
     # always failed would send every batch the slow careful way, unnoticed.
