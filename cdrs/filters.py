@@ -115,18 +115,9 @@ class PhoneFilter(ParamFilter):
         return qs.filter(stype="phone", snumber=value)
 
 
-class CustomerFilter(ParamFilter):
-    """`customer` with `recurse`: the legs of the selected customers (either side)."""
-
-    field_class = IdOrWordField
-
-    def filter(self, qs: QuerySet, value: int | str | None) -> QuerySet:
-        selected = self.parent.selected_customers()
-        return qs if selected is None else qs.for_customers(selected)
-
-
 class ShapeFilter(ParamFilter):
-    """Validated here, applied by LegFilterSet.rows()."""
+    """Validated here, applied elsewhere: by LegFilterSet.rows(), or for `customer` by
+    EnswitchFilterSet.filtered() together with the user's scope."""
 
     def apply(self, qs: QuerySet, value: Any) -> QuerySet:
         return qs
@@ -195,7 +186,12 @@ class EnswitchFilterSet(django_filters.FilterSet):
 
     def filtered(self, model: type[LegBase]) -> QuerySet:
         """One table's legs that the user may see and the parameters select."""
-        return self.filter_queryset(model.objects.visible_to(self.user))
+        legs = model.objects.visible_to(self.user, within=self.selected_customers())
+        return self.filter_queryset(legs)
+
+    def selected_customers(self) -> QuerySet | list[int] | None:
+        """The customers whose legs the parameters ask for; None: all the user may see."""
+        return None
 
     def with_columns(self, qs: QuerySet, model: type[LegBase], *, cost_param: str) -> QuerySet:
         """`qs` with the columns a row shows beyond the leg's own: costs, `archived`."""
@@ -211,7 +207,7 @@ class LegFilterSet(EnswitchFilterSet):
     callername_number = MatchFilter("callername_folded", mode="callername_match", fold=True)
     callid = ExactFilter(field_name="callid", lookup_expr="exact")
     cost_customer = ShapeFilter(field_class=IdOrWordField, words=COST_CUSTOMER_WORDS)
-    customer = CustomerFilter(words=CUSTOMER_WORDS)
+    customer = ShapeFilter(field_class=IdOrWordField, words=CUSTOMER_WORDS)
     direction = ExactFilter(
         field_name="direction", lookup_expr="exact", field_class=WordField, words=DIRECTIONS
     )
@@ -257,7 +253,7 @@ class LegFilterSet(EnswitchFilterSet):
             root = viewer if root_id == viewer.pk else customers.get(pk=root_id)
             if root.is_system_owner:
                 return None
-            return customers.subtree(root).values("pk")
+            return customers.subtree(root)
         if recurse:
             chosen = customers.subtree(viewer, include_self=False)
         else:
@@ -266,7 +262,7 @@ class LegFilterSet(EnswitchFilterSet):
             chosen = chosen.filter(bill_type__in=PREPAID_BILL_TYPES)
         elif value in ("postpaid", "external"):
             chosen = chosen.filter(bill_type=BillType(value))
-        return chosen.values("pk")
+        return chosen
 
     def sort_expression(self) -> Any:
         name = self.value("sort") or "start"

@@ -37,13 +37,26 @@ class Direction(models.TextChoices):
 
 
 class LegQuerySet(models.QuerySet):
-    def visible_to(self, user: User) -> LegQuerySet:
+    def visible_to(
+        self, user: User, *, within: models.QuerySet | list[int] | None = None
+    ) -> LegQuerySet:
         """The one scoping rule: legs whose scustomer or dcustomer is the user's customer
-        or under it. Every API endpoint starts from here."""
+        or under it. Every API endpoint starts from here.
+
+        `within` narrows that to the legs of some customers (their ids, or a queryset of
+        them). A queryset is cut down to the scope on the customer table, so each leg
+        is tested against one set of customers, not against the scope and then again
+        against the selection (twice the work per leg, for legs counted in millions).
+        """
         customer = user.customer
-        if customer.is_system_owner:
-            return self.all()  # everything on the system is under the owner
-        return self.for_customers(Customer.objects.subtree(customer).values("pk"))
+        owner = customer.is_system_owner  # everything on the system is under the owner
+        scope = Customer.objects.subtree(customer)
+        if within is None:
+            return self.all() if owner else self.for_customers(scope.values("pk"))
+        if isinstance(within, list):
+            legs = self.for_customers(within)
+            return legs if owner else legs.for_customers(scope.values("pk"))
+        return self.for_customers((within if owner else within & scope).values("pk"))
 
     def for_customers(self, customer_ids: models.QuerySet | list[int]) -> LegQuerySet:
         """Legs that belong to a set of customers (as scustomer or dcustomer)."""
