@@ -44,9 +44,11 @@ class LegQuerySet(models.QuerySet):
         or under it. Every API endpoint starts from here.
 
         `within` narrows that to the legs of some customers (their ids, or a queryset of
-        them). A queryset is cut down to the scope on the customer table, so each leg
-        is tested against one set of customers, not against the scope and then again
-        against the selection (twice the work per leg, for legs counted in millions).
+        them), which the API has checked are in the scope; whatever it holds, no leg
+        outside the scope is returned. A queryset is cut down to the scope on the
+        customer table, so each leg is tested against one set of customers, not against
+        the scope and then again against the selection (twice the work per leg, for legs
+        counted in millions).
         """
         customer = user.customer
         owner = customer.is_system_owner  # everything on the system is under the owner

@@ -176,3 +176,38 @@ def test_moving_a_customer_moves_everything_under_it(owner):
         a11.id,
     }
     assert set(Customer.objects.subtree(a).values_list("id", flat=True)) == {a.id, a1.id, a11.id}
+
+
+def test_a_selection_never_widens_what_a_user_sees(owner):
+    # The API only ever asks for customers inside the scope; the rule must hold even if
+    # a selection reached outside it (a bug elsewhere must not become a leak).
+    reseller = f.customer(owner, name="Reseller")
+    mine = f.customer(reseller, name="Mine")
+    other = f.customer(owner, name="Other")
+    legs = {
+        "mine": f.leg(mine),
+        "reseller's": f.leg(reseller),
+        "other's": f.leg(other),
+        "other to mine": f.leg(other, dcustomer=mine),
+        "owner's": f.leg(owner),
+    }
+    viewer = f.user(reseller)
+
+    def seen(within) -> set[str]:
+        shown = set(Leg.objects.visible_to(viewer, within=within).values_list("pk", flat=True))
+        return {name for name, leg in legs.items() if leg.pk in shown}
+
+    visible = {"mine", "reseller's", "other to mine"}
+    assert seen(None) == visible
+    everyone = Customer.objects.all()
+    for within in (everyone, everyone.filter(pk=other.pk), [other.pk], [owner.pk, mine.pk]):
+        assert seen(within) <= visible, within
+    assert seen(everyone) == visible
+    assert seen([mine.pk]) == {"mine", "other to mine"}
+    below = Customer.objects.subtree(reseller, include_self=False)
+    assert seen(below) == {"mine", "other to mine"}
+    owner_user = f.user(owner)
+    assert set(Leg.objects.visible_to(owner_user, within=[other.pk])) == {
+        legs["other's"],
+        legs["other to mine"],
+    }
