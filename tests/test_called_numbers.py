@@ -24,13 +24,9 @@ def missing_numbers() -> set[str]:
 
 
 def found(client, actors: api.Actors, digits: str, mode: str = "contains") -> list[str]:
-    rows = api.assert_ok(
-        api.call(
-            client, **actors.owner.creds, customer="all", recurse=1, start=0,
-            end=2_000_000_000, cmatch=mode, cnumber=digits,
-        )  # fmt: skip
-    )
-    return [row["uniqueid"] for row in rows]
+    search = {"customer": "all", "recurse": 1, "start": 0, "end": 2_000_000_000}
+    answer = api.call(client, **actors.owner.creds, **search, cmatch=mode, cnumber=digits)
+    return [row["uniqueid"] for row in api.assert_ok(answer)]
 
 
 @pytest.fixture
