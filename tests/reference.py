@@ -1,5 +1,5 @@
 """A small, independent reference of `cdrs/list` and `cdrs/get`, written from the contract
-(/work/shared/spec/cdrs-list.md), over plain Python data. No Django, no database.
+(docs/api.md), over plain Python data. No Django, no database.
 
 It models what happens once a user is authenticated and its rate plan allows `cdrs`
 (the 401 and 403 stages are the API tests' business): the role's 402s, the 400s of

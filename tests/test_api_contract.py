@@ -1,4 +1,4 @@
-"""The rules of /work/shared/spec/cdrs-list.md, one by one (sections 2 to 6).
+"""The rules of docs/api.md, one by one (sections 2 to 6).
 
 Actors (tests/api_helpers.py): the system owner (customer 1), a reseller (10, EUR)
 with a customer under it (11), and Charlie (21, under 20) in another branch.

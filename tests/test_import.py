@@ -19,7 +19,7 @@ from customers.models import Card, Currency, Customer, Invoice, Peer, RatePlan, 
 
 pytestmark = pytest.mark.django_db
 
-# The example of shared/spec/dataset-format.md.
+# The example of docs/dataset-format.md.
 EXAMPLE: dict[str, Any] = {
     "currencies": [{"code": "USD", "value": "1"}, {"code": "EUR", "value": "1.08"}],
     "rate_plans": [{"id": 1, "name": "Standard", "features": ["cdrs"]}],

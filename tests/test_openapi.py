@@ -52,7 +52,7 @@ JSON_URL = f"{SCHEMA_URL}?format=json"
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 MEDIA = (*FORMS, "application/json")
 
-# --- the contract, typed from /work/shared/spec/cdrs-list.md ----------------------------
+# --- the contract, typed from docs/api.md -----------------------------------------------
 
 MATCH = ["contains", "start", "end", "exact"]
 SORT = [

@@ -20,7 +20,7 @@ from cdrs.dataset.importer import (
 
 class Command(BaseCommand):
     help = (
-        "Load a dataset file (shared/spec/dataset-format.md): all of it, or nothing. "
+        "Load a dataset file (docs/dataset-format.md): all of it, or nothing. "
         "FILE is the main JSON file ('-': standard input); --cdrs adds legs from a JSONL "
         "file, one CDR object a line, read in batches so that it may be of any size. "
         "Every error is reported on standard error with its place: "
