@@ -159,7 +159,8 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
         "LOCATION": "enswitch",
     },
-    # Shared by every server process: login-failure counters, locks, stream slots.
+    # Shared by every server process: stream slots. (Login failures have a table of
+    # their own, enswitch.models.LoginFailures: a cache may evict them.)
     "shared": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "enswitch_cache",
@@ -219,8 +220,13 @@ SPECTACULAR_SETTINGS = {
 ENSWITCH_HTTP_STATUS = os.environ.get("ENSWITCH_HTTP_STATUS", "200")
 # Seconds a verified credential stays cached (as a keyed digest, never the password).
 ENSWITCH_AUTH_CACHE_SECONDS = envint("ENSWITCH_AUTH_CACHE_SECONDS", 60)
-# Brute-force protection (see enswitch/api/throttle.py); 0 turns a limit off.
-ENSWITCH_AUTH_MAX_FAILURES_PER_USER = envint("ENSWITCH_AUTH_MAX_FAILURES_PER_USER", 10)
+# Brute-force protection (see enswitch/api/throttle.py); 0 turns a limit off, and
+# ENSWITCH_AUTH_THROTTLE=0 all of them (tests, benchmarks).
+ENSWITCH_AUTH_THROTTLE = envbool("ENSWITCH_AUTH_THROTTLE", True)
+ENSWITCH_AUTH_MAX_FAILURES_PER_USER_ADDRESS = envint(
+    "ENSWITCH_AUTH_MAX_FAILURES_PER_USER_ADDRESS", 10
+)
+ENSWITCH_AUTH_MAX_FAILURES_PER_USER = envint("ENSWITCH_AUTH_MAX_FAILURES_PER_USER", 100)
 ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS = envint("ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS", 300)
 ENSWITCH_AUTH_FAILURE_WINDOW = envint("ENSWITCH_AUTH_FAILURE_WINDOW", 900)
 ENSWITCH_AUTH_COOLDOWN = envint("ENSWITCH_AUTH_COOLDOWN", 900)
