@@ -187,3 +187,77 @@ def test_failures_are_counted_over_the_configured_window(client, actors, limits)
     for count, expires in rows:
         assert count == 1
         assert 3500 < expires - time.time() <= 3600
+
+
+def test_a_flood_of_other_logins_erases_no_count_and_no_lock(client, actors, limits, settings):
+    # A small shared cache: a throttle kept in a cache would see its entries culled.
+    settings.CACHES = {
+        **settings.CACHES,
+        "shared": {**settings.CACHES["shared"], "OPTIONS": {"MAX_ENTRIES": 30}},
+    }
+    limits.ENSWITCH_AUTH_MAX_FAILURES_PER_USER_ADDRESS = 0
+    limits.ENSWITCH_AUTH_MAX_FAILURES_PER_USER = 3
+    limits.ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS = 0
+    owner, reseller = actors.owner.user.username, actors.reseller.user.username
+    for _ in range(2):
+        login(client, owner, "wrong")
+    for _ in range(3):
+        login(client, reseller, "wrong")
+    # Cheap failures (empty passwords: nothing to hash) for 100 other usernames, three
+    # each, from 20 other addresses.
+    for i in range(300):
+        login(client, f"junk{i % 100}", "", address=f"10.1.0.{i % 20}")
+    login(client, owner, "wrong")  # the third failure: the count survived the flood
+    assert login(client, owner, h.PASSWORD).keys == ["auth_throttled"]
+    assert login(client, reseller, h.PASSWORD).keys == ["auth_throttled"]
+
+
+def test_a_burst_of_guesses_gets_at_most_the_limit_of_password_checks(
+    client, actors, limits, monkeypatch
+):
+    import sys
+
+    from django.test import Client
+
+    from customers.models import User
+
+    limits.ENSWITCH_AUTH_MAX_FAILURES_PER_USER_ADDRESS = 3
+    limits.ENSWITCH_AUTH_MAX_FAILURES_PER_USER = 3  # the same, for a per-username throttle
+    owner = actors.owner.user.username
+    burst, checked, answers, sent = 12, [], [], [1]
+    check_password = User.check_password
+
+    def arrives_while_hashing(user, raw):
+        # Every guess still being hashed when the next ones arrive: 12 at once.
+        checked.append(raw)
+        while sent[0] < burst:
+            sent[0] += 1
+            answers.append(login(Client(), owner, "wrong"))
+        return check_password(user, raw)
+
+    monkeypatch.setattr(User, "check_password", arrives_while_hashing)
+    depth = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(depth, 20_000))  # twelve requests nested in each other
+    try:
+        answers.append(login(client, owner, "wrong"))
+    finally:
+        sys.setrecursionlimit(depth)
+    assert len(checked) <= 3
+    assert len(answers) == burst
+    assert sorted(a.keys[0] for a in answers) == [""] * len(checked) + ["auth_throttled"] * (
+        burst - len(checked)
+    )
+    assert login(client, owner, h.PASSWORD).keys == ["auth_throttled"]
+
+
+def test_expired_counters_are_pruned(client, actors, limits):
+    from enswitch.models import LoginFailures
+
+    limits.ENSWITCH_AUTH_FAILURE_WINDOW = 1
+    for i in range(3):
+        login(client, f"gone{i}", "wrong", address="10.2.0.1")
+    assert LoginFailures.objects.count() == 7  # 3 pairs, 3 usernames, 1 address
+    time.sleep(1.2)
+    limits.ENSWITCH_AUTH_FAILURE_WINDOW = 900
+    login(client, "another", "wrong", address="10.2.0.2")
+    assert LoginFailures.objects.count() == 3  # only the new failure's rows are left
