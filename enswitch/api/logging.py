@@ -53,7 +53,7 @@ def scrub(text: str) -> str:
         )
     if ":" in text:
         text = _QUOTED.sub(
-            lambda m: f"{m['name']}\"***\"" if _json_name(m["name"]) in SECRET_NAMES else m[0],
+            lambda m: f'{m["name"]}"***"' if _json_name(m["name"]) in SECRET_NAMES else m[0],
             text,
         )
     return text
