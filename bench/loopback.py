@@ -1,7 +1,8 @@
 """A throwaway store served on loopback, for the attack and slow-client scripts.
 
 `Store(tmp)` makes an SQLite store in a temporary directory and loads a dataset into
-it; `Gunicorn(store)` serves it with gunicorn.conf.py (as the README runs it);
+it (the demo's, or a generated one of `legs` legs; none with `load=False`);
+`Gunicorn(store)` serves it with gunicorn.conf.py (as the README runs it);
 `Nginx(...)` puts deploy/nginx.conf in front, rewritten only where a test must differ
 (loopback ports, no TLS, files in the temporary directory). Everything listens on
 127.0.0.1 and is stopped and removed at the end.
@@ -46,7 +47,7 @@ def wait_for_port(port: int, seconds: float = 30) -> None:
 
 
 class Store:
-    def __init__(self, tmp: Path, *, legs: int = 0) -> None:
+    def __init__(self, tmp: Path, *, legs: int = 0, load: bool = True) -> None:
         self.tmp = tmp
         self.env = {
             **os.environ,
@@ -56,6 +57,9 @@ class Store:
         }
         self.env.pop("DEBUG", None)
         self.manage("migrate", "--noinput", "-v", "0")
+        self.users: list[str] = []
+        if not load:
+            return
         dataset = ROOT / "fixtures" / "demo.json"
         if legs:
             dataset = tmp / "dataset.json"
