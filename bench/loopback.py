@@ -91,6 +91,8 @@ class Gunicorn:
                 **store.env,
                 "BIND": f"127.0.0.1:{self.port}",
                 "WEB_CONCURRENCY": str(workers),
+                # No control socket: it lives in $HOME, shared with any other gunicorn.
+                "GUNICORN_CMD_ARGS": "--no-control-socket",
                 **env,
             },
             stdout=self.log,

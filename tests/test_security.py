@@ -107,6 +107,30 @@ def test_the_log_filter_scrubs_messages_and_tracebacks_and_escapes_controls():
     assert "\\r\\nFAKE" in text
 
 
+@pytest.mark.parametrize("name", ["django.server", "django.request", "enswitch.api", "x"])
+def test_the_log_handlers_of_the_settings_scrub_passwords(name, monkeypatch):
+    import io
+
+    logger = logging.getLogger(name)
+    # The handlers settings.LOGGING installs (pytest adds handlers of its own to the root).
+    handlers = [
+        handler
+        for handler in logger.handlers or logging.getLogger().handlers
+        if type(handler) is logging.StreamHandler
+    ]
+    assert handlers
+    for handler in handlers:
+        stream = io.StringIO()
+        monkeypatch.setattr(handler, "stream", stream)
+        record = logger.makeRecord(
+            name, logging.ERROR, __file__, 1, '"%s" 200', ("GET /x?auth%5Fpassword=hunter2'x",),
+            None,
+        )  # fmt: skip
+        handler.handle(record)
+        assert "hunter2" not in stream.getvalue()
+        assert "'x" not in stream.getvalue()
+
+
 def _silent_server() -> socket.socket:
     """A 'database' that accepts connections and never answers."""
     sock = socket.socket()
@@ -135,6 +159,7 @@ def test_a_worker_timeout_does_not_log_the_password(tmp_path):
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",
         "GUNICORN_TIMEOUT": "1",
+        "GUNICORN_CMD_ARGS": "--no-control-socket",
     }
     server = subprocess.Popen(  # noqa: S603 - our own gunicorn and configuration
         [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "enswitch.wsgi"],

@@ -261,3 +261,14 @@ def test_expired_counters_are_pruned(client, actors, limits):
     limits.ENSWITCH_AUTH_FAILURE_WINDOW = 900
     login(client, "another", "wrong", address="10.2.0.2")
     assert LoginFailures.objects.count() == 3  # only the new failure's rows are left
+
+
+def test_expired_counters_are_found_by_an_index():
+    from django.db import connection
+
+    from enswitch.models import LoginFailures
+
+    table = LoginFailures._meta.db_table
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+    assert any(c["index"] and c["columns"] == ["expires"] for c in constraints.values())
