@@ -129,6 +129,7 @@ def cluster(pg_bin: Path, settings: list[str], keep: bool):
 
 def manage(url: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DATABASE_URL": url, "PYTHONWARNINGS": "ignore"}
+    env.setdefault("SECRET_KEY", "bench-secret-key-" + "x" * 40)
     return subprocess.run(
         [str(PYTHON), str(ROOT / "manage.py"), *args],
         cwd=ROOT,

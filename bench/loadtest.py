@@ -70,6 +70,7 @@ VICTIM = "reliability_victim"
 # The brute-force lock would lock the victim (10 failures) and then every user on the
 # loopback address (300 failures): raised far out of reach for the load test.
 NO_LOCK_ENV = {
+    "ENSWITCH_AUTH_MAX_FAILURES_PER_USER_ADDRESS": "1000000000",
     "ENSWITCH_AUTH_MAX_FAILURES_PER_USER": "1000000000",
     "ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS": "1000000000",
 }

@@ -21,6 +21,7 @@ from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegBase, LegCost
 from enswitch.admin_utils import (
     IdSearchMixin,
     LargeTableAdminMixin,
+    SecretLookupGuard,
     UnixTimeFormField,
     format_unix_utc,
     parse_unix_time,
@@ -173,7 +174,7 @@ class ArchivedLegCostInline(CostInlineBase):
     model = ArchivedLegCost
 
 
-class LegAdminBase(LargeTableAdminMixin, admin.ModelAdmin):
+class LegAdminBase(SecretLookupGuard, LargeTableAdminMixin, admin.ModelAdmin):
     """Shared by the live and the archived legs; subclasses set the cost inline."""
 
     form = LegForm
@@ -270,7 +271,7 @@ class ArchivedLegAdmin(LegAdminBase):
 # --- Costs ----------------------------------------------------------------------------
 
 
-class CostAdminBase(LargeTableAdminMixin, IdSearchMixin, admin.ModelAdmin):
+class CostAdminBase(SecretLookupGuard, LargeTableAdminMixin, IdSearchMixin, admin.ModelAdmin):
     list_display = ("id", "leg", "customer", "card", "cost", "tax", "currency")
     list_filter = (CostHolderFilter, "currency")
     list_select_related = ("leg", "customer", "card", "currency")

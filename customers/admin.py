@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -28,9 +29,14 @@ from customers.models import (
 from enswitch.admin_utils import (
     BoundedDeleteMixin,
     IdSearchMixin,
+    SecretLookupGuard,
+    ThrottledAdminAuthenticationForm,
     WordListField,
     words_display,
 )
+
+# The admin login counts failures like the API's (enswitch/api/throttle.py).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 # The words the API itself checks; any other word can still be typed in.
 ROLE_PRIVILEGES = ("cdrs", "callshop", "archive")
@@ -47,7 +53,7 @@ def _readonly_pk_on_change(
     return fields
 
 
-class BaseAdmin(BoundedDeleteMixin, IdSearchMixin, admin.ModelAdmin):
+class BaseAdmin(SecretLookupGuard, BoundedDeleteMixin, IdSearchMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return _readonly_pk_on_change(self, request, obj, tuple(self.readonly_fields))
 
@@ -189,6 +195,11 @@ class RatePlanAdmin(BaseAdmin):
 # --- Customers -----------------------------------------------------------------------
 
 
+def _is_id(value: str | None) -> bool:
+    # ASCII digits within 64 bits: str.isdigit() also takes "²", which int() refuses.
+    return value is not None and re.fullmatch(r"[0-9]{1,18}", value) is not None
+
+
 class ParentFilter(admin.SimpleListFilter):
     """Children of one customer, by `?parent_id=<id>`.
 
@@ -211,7 +222,7 @@ class ParentFilter(admin.SimpleListFilter):
             )[: self.max_choices]
         )
         value = self.value()
-        if value is not None and value.isdigit() and all(str(c.pk) != value for c in offered):
+        if _is_id(value) and all(str(c.pk) != value for c in offered):
             offered += list(Customer.objects.filter(pk=int(value)))
         return [(str(c.pk), str(c)) for c in offered]
 
@@ -219,7 +230,7 @@ class ParentFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None:
             return queryset
-        if not value.isdigit():
+        if not _is_id(value):
             raise IncorrectLookupParameters(f"parent_id must be a customer ID, not {value!r}")
         return queryset.filter(parent_id=int(value))
 

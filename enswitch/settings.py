@@ -1,17 +1,22 @@
 """Settings, read from the environment.
 
-Nothing needs to be configured for a development checkout: without `DATABASE_URL`
-the store is an SQLite file in `var/`, and `SECRET_KEY` falls back to a fixed
-development value (with a warning). Production sets at least `DATABASE_URL`,
-`SECRET_KEY`, `ALLOWED_HOSTS` and `DEBUG=0`.
+Nothing but `DEBUG=1` needs to be configured for a development checkout: without
+`DATABASE_URL` the store is an SQLite file in `var/`, and with `DEBUG=1` `SECRET_KEY`
+falls back to a fixed development value (with a warning). With `DEBUG=0` (the default)
+nothing starts without `SECRET_KEY` but the few commands in KEYLESS_COMMANDS. Production
+sets at least `DATABASE_URL`, `SECRET_KEY`, `ALLOWED_HOSTS` and `DEBUG=0`.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+import sys
 import warnings
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -82,12 +87,36 @@ def database_from_url(url: str) -> dict:
 DEBUG = envbool("DEBUG", False)
 
 _DEV_SECRET = "dev-insecure-secret-key-change-me-in-production-0123456789abcdef"  # noqa: S105
-SECRET_KEY = os.environ.get("SECRET_KEY") or _DEV_SECRET
-if SECRET_KEY == _DEV_SECRET:
-    warnings.warn(
-        "SECRET_KEY is not set: using the development key. Set SECRET_KEY in production.",
-        stacklevel=1,
-    )
+KEY_MISSING_MESSAGE = (
+    "SECRET_KEY is not set. In production (DEBUG=0) set it in the environment of every "
+    "server process and command, e.g. "
+    "export SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))'); "
+    "for development set DEBUG=1."
+)
+# manage.py commands that serve nothing and sign nothing: they run without a key.
+KEYLESS_COMMANDS = frozenset({"help", "version", "makemigrations", "showmigrations", "sqlmigrate"})
+
+
+def _keyless_command(argv: list[str]) -> bool:
+    if not argv or Path(argv[0]).name not in {"manage.py", "django-admin"}:
+        return False
+    command = argv[1] if len(argv) > 1 else "help"
+    return command in KEYLESS_COMMANDS or any(a in {"-h", "--help", "--version"} for a in argv[1:])
+
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if DEBUG:
+        SECRET_KEY = _DEV_SECRET
+        warnings.warn(
+            "SECRET_KEY is not set: using the development key (DEBUG=1).",
+            stacklevel=1,
+        )
+    elif _keyless_command(sys.argv):
+        SECRET_KEY = secrets.token_urlsafe(50)  # nothing it signs outlives the command
+    else:
+        # Production must not run on a key anyone can read in this file.
+        raise ImproperlyConfigured(KEY_MISSING_MESSAGE)
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
@@ -109,6 +138,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "enswitch.api.middleware.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -159,7 +189,8 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
         "LOCATION": "enswitch",
     },
-    # Shared by every server process: login-failure counters, locks, stream slots.
+    # Shared by every server process: stream slots. (Login failures have a table of
+    # their own, enswitch.models.LoginFailures: a cache may evict them.)
     "shared": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "enswitch_cache",
@@ -182,7 +213,11 @@ STATIC_URL = "static/"
 STATIC_ROOT = os.environ.get("STATIC_ROOT") or str(BASE_DIR / "var" / "static")
 
 # Production hardening; each is explained in the README ("check --deploy").
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Trusted only when the operator says the proxy sets (and overwrites) the header:
+# gunicorn may be reached directly, and then any client could claim HTTPS.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if envbool("PROXY_SETS_X_FORWARDED_PROTO", False) else None
+)
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
 SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
@@ -219,8 +254,13 @@ SPECTACULAR_SETTINGS = {
 ENSWITCH_HTTP_STATUS = os.environ.get("ENSWITCH_HTTP_STATUS", "200")
 # Seconds a verified credential stays cached (as a keyed digest, never the password).
 ENSWITCH_AUTH_CACHE_SECONDS = envint("ENSWITCH_AUTH_CACHE_SECONDS", 60)
-# Brute-force protection (see enswitch/api/throttle.py); 0 turns a limit off.
-ENSWITCH_AUTH_MAX_FAILURES_PER_USER = envint("ENSWITCH_AUTH_MAX_FAILURES_PER_USER", 10)
+# Brute-force protection (see enswitch/api/throttle.py); 0 turns a limit off, and
+# ENSWITCH_AUTH_THROTTLE=0 all of them (tests, benchmarks).
+ENSWITCH_AUTH_THROTTLE = envbool("ENSWITCH_AUTH_THROTTLE", True)
+ENSWITCH_AUTH_MAX_FAILURES_PER_USER_ADDRESS = envint(
+    "ENSWITCH_AUTH_MAX_FAILURES_PER_USER_ADDRESS", 10
+)
+ENSWITCH_AUTH_MAX_FAILURES_PER_USER = envint("ENSWITCH_AUTH_MAX_FAILURES_PER_USER", 100)
 ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS = envint("ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS", 300)
 ENSWITCH_AUTH_FAILURE_WINDOW = envint("ENSWITCH_AUTH_FAILURE_WINDOW", 900)
 ENSWITCH_AUTH_COOLDOWN = envint("ENSWITCH_AUTH_COOLDOWN", 900)

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 . scripts/venv.sh
 . scripts/pg.sh
 
+# With DEBUG=0 nothing starts without a key (README, "Security"); the tests use one of their own.
+export SECRET_KEY="${SECRET_KEY:-test-only-secret-key-not-for-production-0123456789}"
 status=0
 echo "=== ruff ==="
 .venv/bin/ruff check . || status=1

@@ -13,8 +13,7 @@ def _fast_hasher(settings):
 @pytest.fixture(autouse=True)
 def _no_login_throttling(settings):
     # Many tests fail logins on purpose; tests/test_throttle.py turns the limits back on.
-    settings.ENSWITCH_AUTH_MAX_FAILURES_PER_USER = 0
-    settings.ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS = 0
+    settings.ENSWITCH_AUTH_THROTTLE = False
 
 
 def _clear_caches() -> None:

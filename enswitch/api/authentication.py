@@ -6,6 +6,9 @@ password with every request. After one successful check, a keyed digest of
 same credentials skips the hasher. The cache never holds the password, and changing
 the password changes the stored hash, so the digest no longer matches. Role, enabled
 flags and rate plan are read fresh from the database on every request.
+
+Every login that needs a password check is counted by the throttle before the check
+(enswitch/api/throttle.py); one that the cache answers only has to be unlocked.
 """
 
 from __future__ import annotations
@@ -33,24 +36,47 @@ def _digest(username: str, password: str, stored_hash: str) -> str:
     return f"enswitch-auth:{mac}"
 
 
-def verify_credentials(username: str, password: str) -> User | None:
-    """The enabled user these credentials belong to, or None."""
-    if not username or not password or len(username) > _MAX_USERNAME or "\x00" in username:
-        return None  # no stored user can have such a name; don't ask the database
+def _plausible(username: str, password: str) -> bool:
+    # No stored user can have such a name, and a NUL would be ignored by the hash
+    # (PBKDF2 pads its key with zero bytes): refused without a hash or a query.
+    return bool(
+        username
+        and password
+        and len(username) <= _MAX_USERNAME
+        and "\x00" not in username
+        and "\x00" not in password
+    )
+
+
+def verify_credentials(
+    username: str, password: str, attempt: throttle.LoginAttempt | None = None
+) -> User | None:
+    """The enabled user these credentials belong to, or None.
+
+    With an `attempt`, a password check is counted first (LoginThrottled if a limit is
+    reached); credentials verified a moment ago only have to be unlocked.
+    """
+    attempt = attempt or throttle.LoginAttempt("api", "", "")
+    if not _plausible(username, password):
+        attempt.count()
+        return None
     user = (
         User.objects.for_api()
         .filter(Q(username=username) & Q(enabled=True) & Q(customer__enabled=True))
         .first()
     )
+    key = _digest(username, password, user.password) if user is not None else ""
+    if key and cache.get(key) is not None:
+        attempt.check_not_locked()
+        return user
+    attempt.count()
     if user is None:
         # Spend the same time as a real check, so response times don't reveal usernames.
         User().set_password(password)
         return None
-    key = _digest(username, password, user.password)
-    if cache.get(key) is None:
-        if not user.check_password(password):
-            return None
-        cache.set(key, 1, settings.ENSWITCH_AUTH_CACHE_SECONDS)
+    if not user.check_password(password):
+        return None
+    cache.set(key, 1, settings.ENSWITCH_AUTH_CACHE_SECONDS)
     return user
 
 
@@ -58,10 +84,16 @@ class EnswitchAuthentication(BaseAuthentication):
     def authenticate(self, request: Any) -> tuple[User, None]:
         params = request_params(request._request)
         username, password = params.get("auth_username"), params.get("auth_password")
-        address = throttle.client_address(request._request)
-        throttle.check_not_locked(username, address)
-        user = verify_credentials(username, password)
+        attempt = throttle.LoginAttempt("api", username, throttle.client_address(request._request))
+        try:
+            user = verify_credentials(username, password, attempt)
+        except throttle.LoginThrottled:
+            raise throttle.AuthThrottled() from None
+        except BaseException:
+            attempt.release()
+            raise
         if user is None:
-            throttle.record_failure(username, address)
+            attempt.failed()
             raise AuthenticationInvalid()
+        attempt.succeeded()
         return user, None

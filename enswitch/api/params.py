@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 
-from django.core.exceptions import RequestDataTooBig
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 
@@ -23,6 +24,7 @@ _SEPARATORS = re.compile(rb"[;&]")
 # Parameters whose JSON value was not a string, an integer or null: reported as a 400
 # on that parameter once authentication and authorisation have passed.
 INVALID_JSON_TYPE = "Must be a string or an integer."
+TOO_MANY_FIELDS = "The request body has too many fields."
 
 
 @dataclass
@@ -112,10 +114,18 @@ def _merge_body(request: HttpRequest, params: Params) -> None:
     except RequestDataTooBig:
         params.body_error = "The request body is too large."
         return
+    except (TooManyFieldsSent, TooManyFilesSent):
+        params.body_error = TOO_MANY_FIELDS
+        return
     except MultiPartParserError:
         params.body_error = "The request body is not valid multipart form data."
         return
     if content_type == "application/json" or content_type.endswith("+json"):
         _from_json(body, params)
     elif content_type == "application/x-www-form-urlencoded" or (not content_type and body):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        # The limit Django's own parser applies to multipart bodies, for forms too.
+        if limit is not None and len(_SEPARATORS.findall(body)) >= limit:
+            params.body_error = TOO_MANY_FIELDS
+            return
         params.values.update(parse_urlencoded(body))

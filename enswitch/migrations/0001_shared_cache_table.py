@@ -1,4 +1,4 @@
-"""The table behind the `shared` cache (login-failure counters, locks, stream slots)."""
+"""The table behind the `shared` cache (stream slots; login failures have their own table, 0002)."""
 
 from django.core.management import call_command
 from django.db import migrations
