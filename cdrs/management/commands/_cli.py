@@ -57,13 +57,6 @@ def interruptible() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def quiet_worker() -> None:
-    """For forked worker processes: the parent handles Ctrl-C and SIGTERM and stops
-    its workers itself (Pool.terminate sends them SIGTERM: they must die of it)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def interrupted_error(exc: KeyboardInterrupt, what: str) -> CommandError:
     signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
     name = signal.Signals(signum).name

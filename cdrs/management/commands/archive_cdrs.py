@@ -38,6 +38,16 @@ def when(ts: float | None) -> str:
         return f"{ts:.0f}"
 
 
+def _failed(what: str, *, again: bool) -> str:
+    """One line: what went wrong, and whether running again helps."""
+    end = (
+        "Run the command again to continue."
+        if again
+        else "Running it again will not help until that is resolved."
+    )
+    return f"{what}. Each batch is all or nothing, so the store is consistent. {end}"
+
+
 def unix_time(name: str, value: int, now: int) -> int:
     """A cut-off in seconds from 1970-01-01 to a day from now; anything else is a
     mistake (most often milliseconds), refused before anything moves."""
@@ -158,20 +168,16 @@ class Command(BaseCommand):
                 exc, "the batch in progress was rolled back; run again to continue"
             ) from None
         except IdClash as exc:
-            raise CommandError(f"{exc}; nothing of that batch moved") from None
+            raise CommandError(_failed(str(exc), again=False)) from None
         except (ArchiveError, DatabaseError) as exc:
             what, again = _cli.database_problem(exc)
             if isinstance(exc, ArchiveError) and not isinstance(exc, DatabaseError):
                 what = _cli.first_line(exc)
-            end = "run the command again to continue" if again else "fix that, then run again"
-            raise CommandError(f"{what} (every batch is all or nothing: {end})") from None
+            raise CommandError(_failed(what, again=again)) from None
         except OSError as exc:  # the lock file: a read-only directory, say
             raise CommandError(f"{exc.filename or 'lock file'}: {exc.strerror}") from None
         except Exception as exc:  # noqa: BLE001 - never a traceback
-            raise CommandError(
-                f"unexpected failure: {exc!r} (every batch is all or nothing: the store is "
-                "consistent)"
-            ) from exc
+            raise CommandError(_failed(f"unexpected failure: {exc!r}", again=True)) from exc
         self._report_run(move, result)
 
     def _locked(self, exc: ArchiveLocked) -> CommandError:
