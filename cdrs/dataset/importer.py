@@ -1707,12 +1707,13 @@ def _read_main(source: BinaryIO | Mapping[str, Any] | None, name: str) -> Mappin
 
 def _encoding_problem(head: bytes) -> str | None:
     """Files that are not UTF-8 text, told apart by their first bytes."""
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head[:4] and head[:1] != b"\x00":
+    start = head[:4]
+    if start == b"\x00" * len(start) and start:
+        return "is not text: it starts with NUL bytes"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in start:
         return "is UTF-16 text (a byte-order mark or NUL bytes at the start); save it as UTF-8"
     if head.startswith(b"\xef\xbb\xbf"):
         return "starts with a byte-order mark (EF BB BF); save it as UTF-8 without one"
-    if head[:1] == b"\x00":
-        return "is not text: it starts with a NUL byte"
     return None
 
 
