@@ -96,7 +96,9 @@ def test_a_direction_that_is_not_a_string_in_jsonl_every_way(way, odd):
     legs = [a_leg(f"t.{i}") for i in range(30)]
     legs[17]["direction"] = odd
     messages = errors_of(None, legs, batch_size=10, **way)
-    assert messages == [f"cdrs.jsonl line 18: direction: {_shown(odd)} is not one of: in, out, internal"]
+    assert messages == [
+        f"cdrs.jsonl line 18: direction: {_shown(odd)} is not one of: in, out, internal"
+    ]
 
 
 def _shown(odd: Any) -> str:
