@@ -192,3 +192,21 @@ def test_generate_leaves_no_file_it_could_not_finish(tmp_path, settings):
     )
     assert os.stat(out).st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["legs.jsonl", "main.json"]
+
+
+# --- 9. no "run again" where running again cannot help --------------------------------------
+
+
+def test_an_id_clash_does_not_ask_for_a_rerun(world):
+    legs = make_legs(world, [0, 1])
+    ArchivedLeg.objects.create(
+        id=legs[1].id, uniqueid="someone-else", callid="x", start=T0, end=T0,
+        direction="in", scustomer=world["a"],
+    )  # fmt: skip
+    with pytest.raises(CommandError) as caught:
+        archive_cdrs("--before", str(T0 + 10))
+    message = str(caught.value)
+    assert "someone-else" in message
+    assert "\n" not in message
+    assert "Run the command again" not in message
+    assert message.endswith("Running it again will not help until that is resolved.")
