@@ -1739,7 +1739,6 @@ def _json_message(exc: orjson.JSONDecodeError) -> str:
 
 # Repeated keys in one object: orjson, like most parsers, would keep the last silently.
 _REPEATED = "this key appears more than once in its object"
-_SPACED_KEY = re.compile(rb'"[ \t\r\n]+:')
 
 
 def _entries(value: Any) -> int:
@@ -1774,11 +1773,11 @@ def _members(pairs: list[tuple[str, Any]]) -> _Members:
 def _repeated_keys(data: bytes, parsed: Any) -> list[str]:
     """Places ("customers[0].id") of keys repeated in an object; usually none.
 
-    Cheap test first: when no key is followed by a space before its colon, every key
-    ends in '":', so their count is at least the number of keys in the text; if it
-    equals the members parsed, no key was repeated. Otherwise the text is read again,
-    slowly, keeping every member."""
-    if not _SPACED_KEY.search(data) and data.count(b'":') == _entries(parsed):
+    Cheap test first: outside strings a colon follows a key and nothing else, so the
+    colons in the text are at least the keys; if they are as many as the members parsed,
+    no key was repeated. Otherwise (a repeated key, or a colon inside a string) the text
+    is read again, slowly, keeping every member."""
+    if data.count(b":") == _entries(parsed):
         return []
     try:
         doc = json.loads(data, object_pairs_hook=_members)
@@ -1843,7 +1842,7 @@ def _chunks(stream: BinaryIO, size: int, read: list[int]) -> Iterator[list[tuple
 
 def _parse(chunk: list[tuple[int, bytes]], place: Place, errors: _Errors) -> list[tuple[int, Any]]:
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    repeated_keys, count, spaced = _repeated_keys, bytes.count, _SPACED_KEY.search
+    repeated_keys, count = _repeated_keys, bytes.count
     items = []
     for n, line in chunk:
         try:
@@ -1851,12 +1850,15 @@ def _parse(chunk: list[tuple[int, bytes]], place: Place, errors: _Errors) -> lis
         except decode_error as exc:
             errors.add(f"{place(n, '')}: {_jsonl_problem(line, exc)}")
             continue
-        # The common case, inline: a leg, no nested object but its cost records.
+        # _repeated_keys' cheap test, inline for the common case: a leg, no nested object
+        # but its cost records.
         members = len(obj) if type(obj) is dict else -1
         costs = obj.get("costs") if members >= 0 else None
         if type(costs) is list:
-            members += sum(len(c) for c in costs if type(c) is dict)
-        if members < 0 or count(line, b'":') != members or spaced(line):
+            for c in costs:
+                if type(c) is dict:
+                    members += len(c)
+        if members < 0 or count(line, b":") != members:
             repeated = repeated_keys(line, obj)
             if repeated:
                 for at in repeated:
