@@ -25,7 +25,7 @@ MAX_BATCH = 1_000_000
 
 class Command(BaseCommand):
     help = (
-        "Load a dataset file (shared/spec/dataset-format.md): all of it, or nothing. "
+        "Load a dataset file (the format generate_dataset writes): all of it, or nothing. "
         "FILE is the main JSON file ('-': standard input); --cdrs adds legs from a JSONL "
         "file, one CDR object a line, read in batches so that it may be of any size. "
         "Every error is reported on standard error with its place: "
