@@ -1,4 +1,4 @@
-"""The dataset file (shared/spec/dataset-format.md): a generator and an importer.
+"""The dataset file (see the README): a generator and an importer.
 
 - `cdrs.dataset.generator`: realistic, repeatable datasets of any size (`generate()` for
   small ones in memory, `write_dataset()` streams large ones).

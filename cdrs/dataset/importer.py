@@ -1,4 +1,4 @@
-"""Load a dataset (shared/spec/dataset-format.md) into the store: all of it, or nothing.
+"""Load a dataset (the format generate_dataset writes) into the store: all or nothing.
 
 1. The main file is read whole (it holds the small objects; call volumes that do not
    fit in memory come as JSONL) and every object in it is checked: types, required

@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -49,6 +50,9 @@ def interruptible() -> Iterator[None]:
         sys.stderr.flush()
         os._exit(128 + signum)
 
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only (a command run from a thread)
+        return
     old = {s: signal.signal(s, first) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
