@@ -1754,20 +1754,31 @@ def _entries(value: Any) -> int:
     return n
 
 
-class _Members(dict):
-    repeated: tuple[str, ...] = ()
+class _Found:
+    """Where repeated keys are, below one object or list: the slow reader keeps only this
+    (every object without one becomes None), so it costs little memory."""
+
+    def __init__(self, repeated: list[str], inside: list[tuple[str, _Found]]) -> None:
+        self.repeated, self.inside = repeated, inside  # inside: (".key" or "[i]", found)
 
 
-def _members(pairs: list[tuple[str, Any]]) -> _Members:
-    obj = _Members()
-    repeated = []
+def _found_in(value: Any) -> _Found | None:
+    if type(value) is list:
+        inside = [(f"[{i}]", f) for i, v in enumerate(value) if (f := _found_in(v)) is not None]
+        return _Found([], inside) if inside else None
+    return value if type(value) is _Found else None
+
+
+def _members(pairs: list[tuple[str, Any]]) -> _Found | None:
+    seen: set[str] = set()
+    repeated, inside = [], []
     for key, value in pairs:
-        if key in obj:
+        if key in seen:
             repeated.append(key)
-        obj[key] = value
-    if repeated:
-        obj.repeated = tuple(repeated)
-    return obj
+        seen.add(key)
+        if (found := _found_in(value)) is not None:
+            inside.append((f".{key}", found))
+    return _Found(repeated, inside) if repeated or inside else None
 
 
 def _repeated_keys(data: bytes, parsed: Any) -> list[str]:
@@ -1776,23 +1787,21 @@ def _repeated_keys(data: bytes, parsed: Any) -> list[str]:
     Cheap test first: outside strings a colon follows a key and nothing else, so the
     colons in the text are at least the keys; if they are as many as the members parsed,
     no key was repeated. Otherwise (a repeated key, or a colon inside a string) the text
-    is read again, slowly, keeping every member."""
+    is read again, slowly, keeping only where keys repeat."""
     if data.count(b":") == _entries(parsed):
         return []
     try:
-        doc = json.loads(data, object_pairs_hook=_members)
+        top = _found_in(json.loads(data, object_pairs_hook=_members))
     except (ValueError, RecursionError):
         return []  # orjson read it; a limit of the slow reader is no error of the file
     found: list[str] = []
-    stack: list[tuple[Any, str]] = [(doc, "")]
+    stack: list[tuple[_Found | None, str]] = [(top, "")]
     while stack:
-        v, at = stack.pop()
-        if isinstance(v, dict):
-            found += [f"{at}.{k}" if at else k for k in getattr(v, "repeated", ())]
-            stack += [(item, f"{at}.{k}" if at else k) for k, item in v.items()]
-        elif isinstance(v, list):
-            stack += [(item, f"{at}[{i}]") for i, item in enumerate(v)]
-    return sorted(set(found))
+        f, at = stack.pop()
+        if f is not None:
+            found += [f"{at}.{key}" for key in f.repeated]
+            stack += [(child, at + step) for step, child in f.inside]
+    return sorted({place.removeprefix(".") for place in found})
 
 
 def _size(stream: BinaryIO | None) -> int | None:
