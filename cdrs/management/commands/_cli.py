@@ -84,9 +84,9 @@ def seconds(name: str, value: float, hi: float) -> float:
 
 
 def cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
+    from cdrs.dataset.importer import cores  # one statement of the rule
+
+    return cores()
 
 
 # --- database failures -------------------------------------------------------------------
