@@ -63,6 +63,7 @@ from django.db import (
 )
 
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
+from enswitch.db import write_transaction
 
 DEFAULT_BATCH_SIZE = {"postgresql": 50_000, "sqlite": 10_000}
 
@@ -80,7 +81,10 @@ class ArchiveError(Exception):
 
 
 class ArchiveLocked(ArchiveError):
-    def __init__(self, detail: str = "") -> None:
+    """`since`: Unix time the lock has been held from, when known (its holder says)."""
+
+    def __init__(self, detail: str = "", since: float | None = None) -> None:
+        self.detail, self.since = detail, since
         super().__init__(
             "another archive_cdrs is running (archive or restore) on this database"
             + (f" ({detail})" if detail else "")
@@ -564,10 +568,10 @@ def _result(
 
 
 def _transient(exc: BaseException) -> bool:
+    # SQLite's "database is locked" is not retried: the batch's transaction starts
+    # IMMEDIATE, so it has already waited the whole busy timeout for the other writer.
     cause = exc.__cause__
-    if getattr(cause, "sqlstate", None) in {"40001", "40P01", "55P03"}:
-        return True
-    return "database is locked" in str(exc)
+    return getattr(cause, "sqlstate", None) in {"40001", "40P01", "55P03"}
 
 
 def pick(
@@ -602,7 +606,7 @@ def move_picked(
         bypass_triggers = not careful and trigger_bypass_allowed(move, using=using)
     for attempt in range(RETRIES + 1):
         try:
-            with transaction.atomic(using=using), connection.cursor() as cur:
+            with write_transaction(using), connection.cursor() as cur:
                 if connection.vendor == "postgresql":
                     # JIT compilation costs more than it saves on these statements. An
                     # asynchronous commit risks only durability, never atomicity: after a
@@ -721,6 +725,7 @@ class _Movers:
             threading.Thread(target=self._work, name=f"archive-mover-{n}", daemon=True)
             for n in range(jobs if jobs > 1 else 0)
         ]
+        self._raw: list[Any] = []  # the threads' driver connections, to cancel them
 
     def __enter__(self) -> _Movers:
         for t in self._threads:
@@ -732,6 +737,11 @@ class _Movers:
             with contextlib.suppress(queue.Empty):
                 while True:
                     self._todo.get_nowait()
+            # A batch waiting on a lock would hold the exit up: cancel what runs (its
+            # transaction rolls back as a whole).
+            for raw in list(self._raw):
+                with contextlib.suppress(Exception):
+                    raw.cancel_safe(timeout=5)
         # Batches a thread has started finish (each commits or rolls back as a whole).
         for _ in self._threads:
             self._todo.put(None)
@@ -763,6 +773,10 @@ class _Movers:
 
     def _work(self) -> None:
         try:
+            connection = connections[self.using]
+            with contextlib.suppress(Exception):  # the first batch meets it, and says so
+                connection.ensure_connection()
+                self._raw.append(connection.connection)
             while (picked := self._todo.get()) is not None:
                 self._done.put(self._move(picked))
         finally:
@@ -939,12 +953,33 @@ def _advisory_lock(using: str, wait: float) -> Iterator[None]:
                 if cur.fetchone()[0]:
                     break
                 if time.monotonic() >= deadline:
-                    raise ArchiveLocked(f"PostgreSQL advisory lock {LOCK_KEY} is held")
+                    raise _advisory_holder(cur)
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         yield
     finally:
         with contextlib.suppress(DatabaseError):
             holder.close()  # ending the session frees the lock
+
+
+def _advisory_holder(cur: Any) -> ArchiveLocked:
+    """Who holds the advisory lock, and since when (its session's start: the lock is
+    taken on a connection opened for it)."""
+    unsigned = LOCK_KEY & (2**64 - 1)
+    cur.execute(
+        "SELECT a.pid, extract(epoch FROM a.backend_start)::float8, a.usename, "
+        "a.client_addr::text, a.application_name FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+        "AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 1 "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        [unsigned >> 32, unsigned & 0xFFFFFFFF],
+    )
+    row = cur.fetchone()
+    if row is None:
+        return ArchiveLocked(f"PostgreSQL advisory lock {LOCK_KEY} is held")
+    pid, since, user, addr, app = row
+    who = f"server process {pid}, role {user}" + (f", from {addr}" if addr else "")
+    who += f", {app}" if app else ""
+    return ArchiveLocked(f"PostgreSQL advisory lock {LOCK_KEY} is held by {who}", since)
 
 
 def _lock_path(connection: Any) -> Path:
@@ -958,8 +993,12 @@ def _lock_path(connection: Any) -> Path:
 
 @contextlib.contextmanager
 def _file_lock(path: Path, wait: float) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    # Owner only: anyone who can open the file can flock() it and stop every run.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        with contextlib.suppress(OSError):  # made by an older version, with 0644
+            if os.fstat(fd).st_uid == os.geteuid():
+                os.fchmod(fd, 0o600)
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -969,10 +1008,23 @@ def _file_lock(path: Path, wait: float) -> Iterator[None]:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise
                 if time.monotonic() >= deadline:
-                    raise ArchiveLocked(f"lock file {path} is held") from None
+                    raise _file_holder(fd, path) from None
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        # The holder writes its pid and the time it took the lock, for the runs it stops.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {time.time():.0f}\n".encode(), 0)
         # The file is left in place: removing it would let a third run lock a new file
         # while a second still waits on the old one.
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _file_holder(fd: int, path: Path) -> ArchiveLocked:
+    """The lock file holds its holder's pid and start time. A holder that is not an
+    archive_cdrs run writes nothing: the time is then the last run's, older still."""
+    try:
+        pid, since = os.pread(fd, 64, 0).decode("ascii").split()
+        return ArchiveLocked(f"lock file {path} is held, by process {int(pid)}", float(since))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return ArchiveLocked(f"lock file {path} is held")

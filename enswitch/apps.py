@@ -5,4 +5,6 @@ class EnswitchConfig(AppConfig):
     name = "enswitch"
 
     def ready(self) -> None:
-        from enswitch import db  # noqa: F401  (connects the SQLite set-up signal)
+        from enswitch import db  # connects the SQLite set-up signal
+
+        db.create_private_sqlite_files()

@@ -6,17 +6,20 @@
   amounts exactly, with Decimal, halves away from zero, as PostgreSQL's numeric
   `round(x, 6)` does; SQLite's own arithmetic is binary floating point.
 - WAL journal, so readers (API requests) are not blocked by a writer (import, archive).
+- The database file is created owner-only (create_private_sqlite_files, at start-up).
 """
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import connection, connections, transaction
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
@@ -106,3 +109,39 @@ def use_statement_timeout(milliseconds: int, *, local: bool = False) -> None:
         cursor.execute("SELECT set_config('statement_timeout', %s, %s)", [str(milliseconds), local])
     if not local:
         _timeouts[raw] = milliseconds
+
+
+@contextmanager
+def write_transaction(using: str = "default") -> Iterator[None]:
+    """transaction.atomic() for a block that writes: on SQLite it starts IMMEDIATE, so it
+    waits (the busy timeout) for another writer to finish. A deferred transaction that
+    reads first fails at once when it then tries to write while another writer is busy."""
+    conn = connections[using]
+    if conn.vendor != "sqlite" or conn.in_atomic_block:
+        with transaction.atomic(using=using):
+            yield
+        return
+    conn.ensure_connection()
+    mode = conn.transaction_mode  # from OPTIONS; read by atomic() when it says BEGIN
+    conn.transaction_mode = "IMMEDIATE"
+    try:
+        with transaction.atomic(using=using):
+            conn.transaction_mode = mode
+            yield
+    finally:
+        conn.transaction_mode = mode
+
+
+def create_private_sqlite_files() -> None:
+    """Create the file of each SQLite database that does not exist yet, owner-only (0600),
+    before SQLite would create it with 0644 less the umask: it holds password hashes.
+    SQLite gives its -wal and -shm files the database file's mode. A file that exists
+    keeps the mode its operator gave it."""
+    for settings_dict in settings.DATABASES.values():
+        name = str(settings_dict.get("NAME") or "")
+        if not settings_dict["ENGINE"].endswith("sqlite3") or not name:
+            continue
+        if name == ":memory:" or name.startswith("file:") or "mode=memory" in name:
+            continue
+        with suppress(FileExistsError, FileNotFoundError, PermissionError):
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

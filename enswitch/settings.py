@@ -277,6 +277,17 @@ ENSWITCH_EXPORT_TIMEOUT_MS = envint("ENSWITCH_EXPORT_TIMEOUT_MS", 600_000)
 # Rows fetched from the database per round trip when streaming.
 ENSWITCH_STREAM_CHUNK = envint("ENSWITCH_STREAM_CHUNK", 2000)
 
+# --- Management commands (import_dataset, archive_cdrs); see the README ----------------
+# Largest main dataset file (its objects are held in memory, at up to ~12x its size);
+# legs in volume go in a JSONL file, read line by line.
+ENSWITCH_IMPORT_MAX_FILE_BYTES = envint("ENSWITCH_IMPORT_MAX_FILE_BYTES", 64 * 1024 * 1024)
+# Longest line of a JSONL file of legs.
+ENSWITCH_IMPORT_MAX_LINE_BYTES = envint("ENSWITCH_IMPORT_MAX_LINE_BYTES", 1024 * 1024)
+# An archive lock held longer than this is reported as a failure (exit 1), not a skip (75).
+ENSWITCH_ARCHIVE_LOCK_STALE_SECONDS = envint("ENSWITCH_ARCHIVE_LOCK_STALE_SECONDS", 86_400)
+# PostgreSQL connections archive_cdrs --jobs leaves free for the API.
+ENSWITCH_SPARE_CONNECTIONS = envint("ENSWITCH_SPARE_CONNECTIONS", 10)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -257,6 +257,13 @@ class Options:
             raise ValueError("users: at least 1 (the owner's)")
         if self.end < self.days * DAY:
             raise ValueError("end: the period must not start before 1970")
+        # What import_dataset would refuse is refused here.
+        from cdrs.dataset.importer import MAX_STR, TIME_MAX
+
+        if self.end > TIME_MAX:
+            raise ValueError(f"end: at most {TIME_MAX} (9999-12-31 23:59:59 UTC)")
+        if not self.password or len(self.password) > MAX_STR or "\x00" in self.password:
+            raise ValueError(f"password: 1 to {MAX_STR} characters, no NUL")
 
     @property
     def user_count(self) -> int:
@@ -334,6 +341,7 @@ class DatasetGenerator:
         self._currency_value = {c["code"]: float(c["value"]) for c in self.currencies}
         self.customers = self._tree(rnd)
         self._by_id = {c.id: c for c in self.customers}
+        self._check_paths()
         self._fill_customers(rnd)
         self.cards: list[dict[str, Any]] = []
         self.invoices: list[dict[str, Any]] = []
@@ -383,6 +391,22 @@ class DatasetGenerator:
                 if share > 1:
                     queue.append((child, share - 1))
         return out
+
+    def _check_paths(self) -> None:
+        """The importer refuses a customer whose materialized path ("/1/61/250/") is
+        longer than the store's column: so does the generator, before writing anything."""
+        from customers.models import Customer
+
+        limit = Customer._meta.get_field("path").max_length
+        length: dict[int, int] = {}
+        for c in self.customers:  # parents come before their children
+            length[c.id] = (length[c.parent] if c.parent else 1) + len(str(c.id)) + 1
+            if length[c.id] > limit:
+                raise ValueError(
+                    f"depth: customer {c.id} at depth {c.depth} would have a path of more "
+                    f"than {limit} characters, which import_dataset refuses; ask for less "
+                    "--depth or fewer --customers"
+                )
 
     def _fill_customers(self, rnd: random.Random) -> None:
         codes = [c["code"] for c in self.currencies]

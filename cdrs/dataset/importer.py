@@ -31,11 +31,14 @@ Writing legs, by database:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
+import json
 import multiprocessing
 import os
 import re
+import signal
 import stat
 import time
 from collections import deque
@@ -46,8 +49,9 @@ from decimal import Decimal
 from typing import Any, BinaryIO
 
 import orjson
+from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Direction, Leg, LegCost, fold_case
 from customers.models import (
@@ -63,6 +67,7 @@ from customers.models import (
     User,
     path_for,
 )
+from enswitch.db import write_transaction
 
 ERROR_LIMIT = 100
 BATCH_SIZE = 10_000
@@ -70,6 +75,9 @@ BATCH_SIZE = 10_000
 # index rebuild only pays for itself on large loads.
 BULK_MIN_LEGS = 50_000
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# A leg's start and end: what a date can show (1970-01-01 to 9999-12-31 23:59:59 UTC),
+# well inside the API's 64-bit integers.
+TIME_MIN, TIME_MAX = 0, 253_402_300_799
 MAX_STR = 255
 
 MISSING: Any = object()
@@ -158,12 +166,28 @@ def _show(value: Any) -> str:
         return "an object"
     if isinstance(value, list):
         return "a list"
+    if type(value) is float and value.is_integer() and abs(value) >= 2**53:
+        # JSON integers beyond 64 bits are read as floating point.
+        return f"a number too large for a 64-bit integer (about {value:.3g})"
     return orjson.dumps(value).decode() if value is None or isinstance(value, bool) else str(value)
 
 
-def _string_problem(value: Any, *, nonempty: bool = False, max_len: int = MAX_STR) -> str | None:
+def _kind(value: Any) -> str:
+    """What a value is, without showing it (for secrets)."""
+    if value is MISSING or value is None:
+        return "nothing" if value is MISSING else "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), "a value")
+
+
+def _string_problem(
+    value: Any, *, nonempty: bool = False, max_len: int = MAX_STR, secret: bool = False
+) -> str | None:
     if type(value) is not str:
-        return f"must be a string, not {_show(value)}"
+        return f"must be a string, not {_kind(value) if secret else _show(value)}"
     if nonempty and not value:
         return "must not be empty"
     if len(value) > max_len:
@@ -181,6 +205,16 @@ def _int_problem(value: Any, *, positive: bool = False) -> str | None:
     if not INT64_MIN <= value <= INT64_MAX:
         return f"{value} does not fit in a signed 64-bit integer"
     return None
+
+
+def _time_problem(value: Any) -> str | None:
+    problem = _int_problem(value)
+    if problem is None and not TIME_MIN <= value <= TIME_MAX:
+        return (
+            f"{value} is not a Unix time from {TIME_MIN} (1970-01-01) to {TIME_MAX} "
+            "(9999-12-31 23:59:59 UTC)" + (": milliseconds?" if value > TIME_MAX else "")
+        )
+    return problem
 
 
 # Up to 18 digits before the point (max_digits 24 - 6 places), up to 6 after it.
@@ -213,6 +247,7 @@ class _Field:
     choices: tuple[str, ...] = ()
     nonempty: bool = False
     max_len: int = MAX_STR
+    secret: bool = False  # never shown in a message
 
 
 @dataclass(frozen=True)
@@ -279,7 +314,8 @@ SECTIONS: tuple[_Section, ...] = (
         "username",
         (
             _Field("username", "str", required=True, nonempty=True),
-            _Field("password", "str", required=True),
+            # An empty password can never log in.
+            _Field("password", "str", required=True, nonempty=True, secret=True),
             _Field("customer", "ref", required=True, target="customers"),
             _Field("role", "ref", required=True, target="roles"),
             _Field("enabled", "bool", default=True),
@@ -342,7 +378,9 @@ def _check_value(f: _Field, value: Any) -> tuple[Any, str | None]:
             return value, _string_problem(value, nonempty=True, max_len=_CURRENCY_CODE_LEN)
         return value, _int_problem(value, positive=True)
     if kind == "str":
-        return value, _string_problem(value, nonempty=f.nonempty, max_len=f.max_len)
+        return value, _string_problem(
+            value, nonempty=f.nonempty, max_len=f.max_len, secret=f.secret
+        )
     if kind == "bool":
         return value, None if type(value) is bool else f"must be true or false, not {_show(value)}"
     if kind == "words":
@@ -558,7 +596,9 @@ def _hash_passwords(users: list[_Item]) -> dict[str, str]:
         # They leave through os._exit, so the database connection they also inherit is
         # never closed or used by them.
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=quiet_worker
+        ) as pool:
             hashes += pool.map(_hash_one, rest, chunksize=max(1, len(rest) // (workers * 4)))
     else:
         hashes += [_hash_one(job) for job in rest]
@@ -772,7 +812,7 @@ class _LegChecker:
         amount = _AMOUNT.fullmatch
         folded_names = self.folded
         STR, INT, DICT, LIST, MAXLEN = str, int, dict, list, MAX_STR  # noqa: N806
-        LO, HI = INT64_MIN, INT64_MAX  # noqa: N806
+        LO, HI = TIME_MIN, TIME_MAX  # noqa: N806
         slow = (_Slow, KeyError, TypeError)
 
         for line, obj in items:
@@ -797,7 +837,7 @@ class _LegChecker:
                     raise _Slow
                 if type(start) is not INT or type(end) is not INT or type(talk) is not INT:
                     raise _Slow
-                if not (LO <= start <= end <= HI and 0 <= talk <= end - start <= HI):
+                if not (LO <= start <= end <= HI and 0 <= talk <= end - start):
                     raise _Slow
                 if direction not in directions:
                     raise _Slow
@@ -923,21 +963,23 @@ class _LegChecker:
             if (problem := _missing_or(get(name, MISSING), _string_problem)) is not None
         ]
         direction = get("direction", MISSING)
-        if direction not in _DIRECTIONS:
+        if type(direction) is not str or direction not in _DIRECTIONS:
             bad.append(("direction", _missing_or(direction, _direction_problem)))
 
         start, end, talk = get("start", MISSING), get("end", MISSING), get("talktime", MISSING)
         time_problems = [
             (name, problem)
-            for name, value in (("start", start), ("end", end), ("talktime", talk))
-            if (problem := _missing_or(value, _int_problem)) is not None
+            for name, value, check in (
+                ("start", start, _time_problem),
+                ("end", end, _time_problem),
+                ("talktime", talk, _int_problem),
+            )
+            if (problem := _missing_or(value, check)) is not None
         ]
         bad += time_problems
         if not time_problems:
             if end < start:
                 bad.append(("end", f"{end} is before start ({start})"))
-            elif end - start > INT64_MAX:
-                bad.append(("end", "end - start does not fit in a signed 64-bit integer"))
             elif not 0 <= talk <= end - start:
                 bad.append(("talktime", f"{talk} is not between 0 and end - start ({end - start})"))
 
@@ -1629,17 +1671,137 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 
 
 def _read_main(source: BinaryIO | Mapping[str, Any] | None, name: str) -> Mapping[str, Any]:
+    """The main file, parsed. It is read whole, so its size is bounded (a pipe or a
+    device is read no further than the limit) and its first bytes are looked at before
+    the rest is read."""
     if source is None:
         return {}
     if isinstance(source, Mapping):
         return source
+    limit = settings.ENSWITCH_IMPORT_MAX_FILE_BYTES
+    too_big = (
+        f"{name}: larger than ENSWITCH_IMPORT_MAX_FILE_BYTES ({limit:,} bytes); "
+        "put the legs in a JSONL file (--cdrs), which may be of any size"
+    )
+    size = _size(source)
+    if size is not None and size > limit:
+        raise DatasetError([too_big])
+    head = source.read(min(limit + 1, 65536))
+    problem = _encoding_problem(head)
+    if problem:
+        raise DatasetError([f"{name}: {problem}"])
+    data = head + source.read(limit + 1 - len(head)) if len(head) <= limit else head
+    if len(data) > limit:
+        raise DatasetError([too_big])
     try:
-        doc = orjson.loads(source.read())
+        doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise DatasetError([f"{name}: not valid JSON: {exc}"]) from None
+        raise DatasetError([f"{name}: {_json_problem(data, exc)}"]) from None
     if type(doc) is not dict:
         raise DatasetError([f"{name}: must be a JSON object, not {_show(doc)}"])
+    repeated = _repeated_keys(data, doc)
+    if repeated:
+        raise DatasetError([f"{place}: {_REPEATED}" for place in repeated])
     return doc
+
+
+def _encoding_problem(head: bytes) -> str | None:
+    """Files that are not UTF-8 text, told apart by their first bytes."""
+    start = head[:4]
+    if start == b"\x00" * len(start) and start:
+        return "is not text: it starts with NUL bytes"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in start:
+        return "is UTF-16 text (a byte-order mark or NUL bytes at the start); save it as UTF-8"
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "starts with a byte-order mark (EF BB BF); save it as UTF-8 without one"
+    return None
+
+
+def _json_problem(data: bytes, exc: orjson.JSONDecodeError) -> str:
+    """orjson's complaint, with the place as a person looks for it."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line = data.count(b"\n", 0, bad.start) + 1
+        column = bad.start - (data.rfind(b"\n", 0, bad.start) + 1) + 1
+        return (
+            f"not valid UTF-8 at byte {bad.start + 1:,} (line {line}, byte {column} of "
+            f"the line): 0x{data[bad.start]:02X}"
+        )
+    return f"not valid JSON at line {exc.lineno} column {exc.colno}: {_json_message(exc)}"
+
+
+def _json_message(exc: orjson.JSONDecodeError) -> str:
+    if "infinity" in exc.msg or "out of range" in exc.msg:
+        return "a number too large (more digits than a 64-bit integer holds)"
+    return exc.msg
+
+
+# Repeated keys in one object: orjson, like most parsers, would keep the last silently.
+_REPEATED = "this key appears more than once in its object"
+
+
+def _entries(value: Any) -> int:
+    """Members of all the objects in a parsed value."""
+    n, stack = 0, [value]
+    while stack:
+        v = stack.pop()
+        if type(v) is dict:
+            n += len(v)
+            stack.extend(v.values())
+        elif type(v) is list:
+            stack.extend(v)
+    return n
+
+
+class _Found:
+    """Where repeated keys are, below one object or list: the slow reader keeps only this
+    (every object without one becomes None), so it costs little memory."""
+
+    def __init__(self, repeated: list[str], inside: list[tuple[str, _Found]]) -> None:
+        self.repeated, self.inside = repeated, inside  # inside: (".key" or "[i]", found)
+
+
+def _found_in(value: Any) -> _Found | None:
+    if type(value) is list:
+        inside = [(f"[{i}]", f) for i, v in enumerate(value) if (f := _found_in(v)) is not None]
+        return _Found([], inside) if inside else None
+    return value if type(value) is _Found else None
+
+
+def _members(pairs: list[tuple[str, Any]]) -> _Found | None:
+    seen: set[str] = set()
+    repeated, inside = [], []
+    for key, value in pairs:
+        if key in seen:
+            repeated.append(key)
+        seen.add(key)
+        if (found := _found_in(value)) is not None:
+            inside.append((f".{key}", found))
+    return _Found(repeated, inside) if repeated or inside else None
+
+
+def _repeated_keys(data: bytes, parsed: Any) -> list[str]:
+    """Places ("customers[0].id") of keys repeated in an object; usually none.
+
+    Cheap test first: outside strings a colon follows a key and nothing else, so the
+    colons in the text are at least the keys; if they are as many as the members parsed,
+    no key was repeated. Otherwise (a repeated key, or a colon inside a string) the text
+    is read again, slowly, keeping only where keys repeat."""
+    if data.count(b":") == _entries(parsed):
+        return []
+    try:
+        top = _found_in(json.loads(data, object_pairs_hook=_members))
+    except (ValueError, RecursionError):
+        return []  # orjson read it; a limit of the slow reader is no error of the file
+    found: list[str] = []
+    stack: list[tuple[_Found | None, str]] = [(top, "")]
+    while stack:
+        f, at = stack.pop()
+        if f is not None:
+            found += [f"{at}.{key}" for key in f.repeated]
+            stack += [(child, at + step) for step, child in f.inside]
+    return sorted({place.removeprefix(".") for place in found})
 
 
 def _size(stream: BinaryIO | None) -> int | None:
@@ -1651,31 +1813,78 @@ def _size(stream: BinaryIO | None) -> int | None:
         return None
 
 
+class _LineTooLong(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+def _lines(stream: BinaryIO, limit: int) -> Iterator[bytes]:
+    """The stream's lines, none read into memory beyond `limit` bytes."""
+    while line := stream.readline(limit + 1):
+        if len(line) > limit and not line.endswith(b"\n"):
+            raise _LineTooLong(0)
+        yield line
+
+
 def _chunks(stream: BinaryIO, size: int, read: list[int]) -> Iterator[list[tuple[int, bytes]]]:
     """The JSONL file's lines, numbered from 1, `size` at a time (blank lines skipped).
-    read[0] counts the bytes read so far."""
+    read[0] counts the bytes read so far. A line longer than the limit ends the reading
+    (_LineTooLong): where the next line starts is not known without reading it all."""
     chunk: list[tuple[int, bytes]] = []
-    for n, line in enumerate(stream, start=1):
-        read[0] += len(line)
-        if len(line) < 4 and not line.strip():
-            continue
-        chunk.append((n, line))
-        if len(chunk) >= size:
+    n = 0
+    try:
+        for n, line in enumerate(_lines(stream, settings.ENSWITCH_IMPORT_MAX_LINE_BYTES), 1):  # noqa: B007
+            read[0] += len(line)
+            if len(line) < 4 and not line.strip():
+                continue
+            chunk.append((n, line))
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    except _LineTooLong:
+        if chunk:
             yield chunk
-            chunk = []
+        raise _LineTooLong(n + 1) from None
     if chunk:
         yield chunk
 
 
 def _parse(chunk: list[tuple[int, bytes]], place: Place, errors: _Errors) -> list[tuple[int, Any]]:
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    repeated_keys, count = _repeated_keys, bytes.count
     items = []
     for n, line in chunk:
         try:
-            items.append((n, loads(line)))
+            obj = loads(line)
         except decode_error as exc:
-            errors.add(f"{place(n, '')}: not valid JSON: {exc}")
+            errors.add(f"{place(n, '')}: {_jsonl_problem(line, exc)}")
+            continue
+        # _repeated_keys' cheap test, inline for the common case: a leg, no nested object
+        # but its cost records.
+        members = len(obj) if type(obj) is dict else -1
+        costs = obj.get("costs") if members >= 0 else None
+        if type(costs) is list:
+            for c in costs:
+                if type(c) is dict:
+                    members += len(c)
+        if members < 0 or count(line, b":") != members:
+            repeated = repeated_keys(line, obj)
+            if repeated:
+                for at in repeated:
+                    errors.add(f"{place(n, at)}: {_REPEATED}")
+                continue
+        items.append((n, obj))
     return items
+
+
+def _jsonl_problem(line: bytes, exc: orjson.JSONDecodeError) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"not valid UTF-8 at byte {bad.start + 1:,} of the line: 0x{line[bad.start]:02X}"
+    # A line is one line: orjson's "line 2" is its end (the newline was read).
+    at = f"column {exc.colno}" if exc.lineno == 1 else "the end of the line"
+    return f"not valid JSON at {at}: {_json_message(exc)}"
 
 
 # --- checking in worker processes --------------------------------------------------------
@@ -1707,17 +1916,29 @@ def _check_in_worker(job: tuple[list[tuple[int, bytes]], int]) -> _Checked:
     return _Checked([], 0, payloads, len(batch.rows), sum(batch.archived), len(batch.costs))
 
 
+def cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def _workers_for(writer: Any, asked: int | None) -> int:
     """Worker processes for the JSONL file: only for the bulk writer (it takes data ready
     for COPY). By default one per core (at most 4) when there are several: the workers
     share the cores with the database's server process, and this process only reads
-    lines and passes bytes on."""
+    lines and passes bytes on. Never more than the cores: more would only take turns."""
     if not isinstance(writer, _PgBulkWriter):
         return 0
     if asked is not None:
-        return asked
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min(cores or 1, 4) if (cores or 1) > 1 else 0
+        return min(asked, cores())
+    return min(cores(), 4) if cores() > 1 else 0
+
+
+def quiet_worker() -> None:
+    """In forked workers: the parent handles SIGINT and SIGTERM and stops the workers
+    (Pool.terminate sends them SIGTERM, which must end them)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class _Loader:
@@ -1797,18 +2018,40 @@ class _Loader:
                 chunks = _chunks(cdrs, size, self.read)
                 self._collect()  # no write in flight when the workers are forked
                 workers = _workers_for(self.writer, workers)
-                if workers:
-                    self._load_in_workers(chunks, name, workers)
-                else:
-                    place = _jsonl_place(name)
-                    for chunk in chunks:
-                        self._check_here(_parse(chunk, place, self.errors), place)
+                place = _jsonl_place(name)
+                try:
+                    if workers:
+                        self._load_in_workers(chunks, name, workers)
+                    else:
+                        for chunk in chunks:
+                            self._check_here(_parse(chunk, place, self.errors), place)
+                except _LineTooLong as exc:
+                    limit = settings.ENSWITCH_IMPORT_MAX_LINE_BYTES
+                    self.errors.add(
+                        f"{place(exc.line, '')}: longer than ENSWITCH_IMPORT_MAX_LINE_BYTES "
+                        f"({limit:,} bytes); reading stopped there"
+                    )
             self._collect()
+        except BaseException:
+            self._cancel()
+            raise
         finally:
             if collecting:
                 gc.enable()
             if self.thread is not None:
                 self.thread.shutdown(wait=True)
+
+    def _cancel(self) -> None:
+        """Interrupted or failing: stop the statement the writer thread may be waiting on
+        (a lock, say), so that the transaction can be rolled back at once."""
+        if self.pending is None or self.writer is None:
+            return
+        raw = self.writer.raw
+        with contextlib.suppress(Exception):
+            if hasattr(raw, "cancel_safe"):
+                raw.cancel_safe(timeout=5)
+            else:
+                raw.interrupt()
 
     def _check_here(self, items: list[tuple[int, Any]], place: Place) -> None:
         batch = self.checker.check(items, place, self.errors)
@@ -1824,7 +2067,7 @@ class _Loader:
         _WORKER.update(checker=self.checker, place=place, limit=self.errors.limit)
         # Forked before any thread of this import starts; the workers leave through
         # os._exit, so the database connection they inherit is never touched by them.
-        pool = multiprocessing.get_context("fork").Pool(workers)
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=quiet_worker)
         try:
             inflight: deque[tuple[list[tuple[int, bytes]], int, Any]] = deque()
             for chunk in chunks:
@@ -1906,7 +2149,7 @@ def import_dataset(
     result = ImportResult()
     connection = connections[DEFAULT_DB_ALIAS]
 
-    with transaction.atomic():
+    with write_transaction():
         objects = _check_objects(doc, errors)
         tree = _check_tree(objects.items["customers"], errors)
         if not errors:

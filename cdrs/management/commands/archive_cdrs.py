@@ -14,20 +14,54 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections
 
 from cdrs import archive
-from cdrs.archive import ArchiveError, ArchiveLocked, Move, Plan, RunResult
+from cdrs.archive import ArchiveError, ArchiveLocked, IdClash, Move, Plan, RunResult
+from cdrs.management.commands import _cli
 
 # EX_TEMPFAIL: "try again later", so a scheduler can tell a skipped run from a failure.
 EXIT_LOCKED = 75
+DAY = 86_400
+MAX_BATCH = 1_000_000
+MAX_WAIT = 7 * DAY
 
 
-def when(ts: int | None) -> str:
+def when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return f"{ts} ({datetime.fromtimestamp(ts, tz=UTC):%Y-%m-%d %H:%M:%S} UTC)"
+    try:
+        return f"{ts:.0f} ({datetime.fromtimestamp(ts, tz=UTC):%Y-%m-%d %H:%M:%S} UTC)"
+    except (OverflowError, OSError, ValueError):  # beyond what a date can show
+        return f"{ts:.0f}"
+
+
+def _failed(what: str, *, again: bool) -> str:
+    """One line: what went wrong, and whether running again helps."""
+    end = (
+        "Run the command again to continue."
+        if again
+        else "Running it again will not help until that is resolved."
+    )
+    return f"{what}. Each batch is all or nothing, so the store is consistent. {end}"
+
+
+def unix_time(name: str, value: int, now: int) -> int:
+    """A cut-off in seconds from 1970-01-01 to a day from now; anything else is a
+    mistake (most often milliseconds), refused before anything moves."""
+    if 0 <= value <= now + DAY:
+        return value
+    hint = ""
+    if 0 <= value // 1000 <= now + DAY:
+        hint = f": milliseconds? In seconds that is {when(value // 1000)}"
+    elif value < 0:
+        hint = ": before 1970-01-01"
+    raise CommandError(
+        f"{name} {value} is not a Unix time in seconds from 0 (1970-01-01) to a day from "
+        f"now ({now + DAY}){hint}"
+    )
 
 
 class Command(BaseCommand):
@@ -75,7 +109,9 @@ class Command(BaseCommand):
             default=1,
             metavar="N",
             help="PostgreSQL: move N batches at a time, on N connections (default 1). More "
-            "throughput, at the price of CPU the API may want.",
+            "throughput, at the price of CPU the API may want. Capped at this machine's "
+            "CPUs and at the server's free connections (max_connections less the reserved "
+            "ones and those in use) less ENSWITCH_SPARE_CONNECTIONS kept for the API.",
         )
         parser.add_argument(
             "--dry-run",
@@ -87,7 +123,9 @@ class Command(BaseCommand):
             type=float,
             default=0,
             metavar="SECONDS",
-            help="If another run holds the lock, wait up to this long (default: give up).",
+            help="If another run holds the lock, wait up to this long (default: give up; at "
+            f"most {MAX_WAIT}). A lock held for longer than ENSWITCH_ARCHIVE_LOCK_STALE_SECONDS "
+            "(a day) is a failure (status 1), not a skipped run (75).",
         )
         parser.add_argument(
             "--vacuum",
@@ -106,55 +144,95 @@ class Command(BaseCommand):
         move = self._move(options)
         using = options["database"]
         vendor = connections[using].vendor
-        batch_size = options["batch_size"]
+        batch_size = _cli.whole("--batch-size", options["batch_size"], 1, MAX_BATCH)
         if batch_size is None:
             batch_size = archive.DEFAULT_BATCH_SIZE.get(vendor, 10_000)
-        if batch_size < 1:
-            raise CommandError("--batch-size must be at least 1")
-        if options["jobs"] < 1:
-            raise CommandError("--jobs must be at least 1")
+        _cli.whole("--jobs", options["jobs"], 1, 1000)
+        wait = _cli.seconds("--wait", options["wait"], MAX_WAIT)
         self.verbosity = options["verbosity"]
         try:
-            with archive.exclusive_lock(using=using, wait=options["wait"]):
-                if options["dry_run"]:
-                    self._report_plan(move, archive.plan_move(move, using=using))
-                    return
-                bypass = False if options["no_trigger_bypass"] else None
-                result = self._run(move, batch_size, using, bypass, options["jobs"])
-                if options["vacuum"]:
-                    archive.vacuum(move, using=using)
+            with _cli.interruptible():
+                jobs = self._jobs(options["jobs"], using) if not options["dry_run"] else 1
+                with archive.exclusive_lock(using=using, wait=wait):
+                    if options["dry_run"]:
+                        self._report_plan(move, archive.plan_move(move, using=using))
+                        return
+                    bypass = False if options["no_trigger_bypass"] else None
+                    result = self._run(move, batch_size, using, bypass, jobs)
+                    if options["vacuum"]:
+                        archive.vacuum(move, using=using)
         except ArchiveLocked as exc:
-            raise CommandError(str(exc), returncode=EXIT_LOCKED) from exc
-        except KeyboardInterrupt:
-            raise CommandError(
-                "interrupted: the batch in progress was rolled back; run again to continue",
-                returncode=130,
+            raise self._locked(exc) from None
+        except KeyboardInterrupt as exc:
+            raise _cli.interrupted_error(
+                exc, "the batch in progress was rolled back; run again to continue"
             ) from None
-        except Exception as exc:  # noqa: BLE001 - every failure gets the same clear ending
-            what = str(exc) if isinstance(exc, ArchiveError | DatabaseError) else repr(exc)
-            raise CommandError(
-                f"{what}\nEach batch is all or nothing, so the store is consistent: every leg "
-                "is in exactly one place, with its cost records. Run the command again to "
-                "continue."
-            ) from exc
+        except IdClash as exc:
+            raise CommandError(_failed(str(exc), again=False)) from None
+        except (ArchiveError, DatabaseError) as exc:
+            what, again = _cli.database_problem(exc)
+            if isinstance(exc, ArchiveError) and not isinstance(exc, DatabaseError):
+                what = _cli.first_line(exc)
+            raise CommandError(_failed(what, again=again)) from None
+        except OSError as exc:  # the lock file: a read-only directory, say
+            raise CommandError(f"{exc.filename or 'lock file'}: {exc.strerror}") from None
+        except Exception as exc:  # noqa: BLE001 - never a traceback
+            raise CommandError(_failed(f"unexpected failure: {exc!r}", again=True)) from exc
         self._report_run(move, result)
 
+    def _locked(self, exc: ArchiveLocked) -> CommandError:
+        """75 for an ordinary overlap; 1 once the lock has been held for longer than any
+        run should take, so that a scheduler shows a failure instead of a skipped run."""
+        stale = settings.ENSWITCH_ARCHIVE_LOCK_STALE_SECONDS
+        if exc.since is not None and time.time() - exc.since > stale:
+            hours = (time.time() - exc.since) / 3600
+            return CommandError(
+                f"the archive lock has been held for {hours:,.1f} hours (since "
+                f"{when(exc.since)}; {exc.detail}), longer than "
+                f"ENSWITCH_ARCHIVE_LOCK_STALE_SECONDS ({stale}): a stuck run or another "
+                "program holds it, and nothing is being archived"
+            )
+        return CommandError(str(exc), returncode=EXIT_LOCKED)
+
+    def _jobs(self, asked: int, using: str) -> int:
+        """--jobs, capped by the CPUs here and the connections the server can spare."""
+        if asked == 1 or connections[using].vendor != "postgresql":
+            return 1
+        free = _cli.free_connections(using) - settings.ENSWITCH_SPARE_CONNECTIONS
+        cap = max(1, min(_cli.cpus(), free))
+        if asked > cap:
+            if self.verbosity > 0:
+                self.stderr.write(
+                    f"--jobs {asked}: using {cap} ({_cli.cpus()} CPUs; the server has "
+                    f"{free} connections free beyond the {settings.ENSWITCH_SPARE_CONNECTIONS} "
+                    "kept for the API)"
+                )
+            return cap
+        return asked
+
     def _move(self, options: dict[str, Any]) -> Move:
+        now = int(time.time())
         if options["restore"]:
             if options["between"] is None:
                 raise CommandError("--restore needs --between START END")
-            start, end = options["between"]
+            start, end = (unix_time("--between", t, now) for t in options["between"])
             if start > end:
                 raise CommandError("--between: START must not be after END")
             return archive.restore_move(start=start, end=end)
         if options["between"] is not None:
             raise CommandError("--between goes with --restore")
         if options["before"] is not None:
-            return archive.archive_move(before=options["before"])
+            return archive.archive_move(before=unix_time("--before", options["before"], now))
         if options["older_than"] is not None:
-            if options["older_than"] < 0:
+            days = options["older_than"]
+            if days < 0:
                 raise CommandError("--older-than must be 0 or more days")
-            return archive.archive_move(before=int(time.time()) - options["older_than"] * 86400)
+            if days > now // DAY:
+                raise CommandError(
+                    f"--older-than {days} days reaches before 1970-01-01 (at most {now // DAY} "
+                    "today); for a Unix time, use --before"
+                )
+            return archive.archive_move(before=now - days * DAY)
         raise CommandError("say which legs: --older-than DAYS, --before UNIXTIME or --restore")
 
     def _describe(self, move: Move) -> str:

@@ -2,14 +2,58 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
-from contextlib import ExitStack
-from typing import Any
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
+from typing import Any, BinaryIO
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cdrs.dataset.generator import DEFAULT_END, Options, write_dataset
+from cdrs.dataset.generator import DEFAULT_END, DatasetGenerator, Options, write_dataset
+from cdrs.management.commands import _cli
+
+
+@contextmanager
+def _output(path: str) -> Iterator[BinaryIO]:
+    """A file written whole or not at all: a temporary file beside it (owner-only, like
+    everything this product creates: a dataset holds passwords), renamed when complete."""
+    if path == "-":
+        yield sys.stdout.buffer
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(21, "Is a directory", path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:  # named by the file asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror, path) from None
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+            yield out
+        os.replace(tmp, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class _Counted:
+    """A binary stream that counts the bytes written through it."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out, self.written = out, 0
+
+    def write(self, data: bytes) -> int:
+        self.written += len(data)
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 class Command(BaseCommand):
@@ -108,19 +152,33 @@ class Command(BaseCommand):
         if o["out"] == "-" and o["cdrs_out"] == "-":
             raise CommandError("--out and --cdrs-out cannot both be standard output")
         started = time.monotonic()
-        with ExitStack() as stack:
-
-            def open_out(path: str) -> Any:
-                if path == "-":
-                    return sys.stdout.buffer
-                return stack.enter_context(open(path, "wb", buffering=1 << 20))  # noqa: SIM115
-
-            out = open_out(o["out"])
-            cdrs_out = open_out(o["cdrs_out"]) if o["cdrs_out"] else None
-            gen = write_dataset(out, options, cdrs_out=cdrs_out)
-            out.flush()
+        try:
+            with _cli.interruptible():
+                gen = self._write(o, options)
+        except ValueError as exc:  # found while building the objects
+            raise CommandError(str(exc)) from None
+        except OSError as exc:
+            raise CommandError(f"{exc.filename or o['out']}: {exc.strerror}") from None
+        except KeyboardInterrupt as exc:
+            raise _cli.interrupted_error(exc, "no file was written") from None
         seconds = time.monotonic() - started
         self.stderr.write(
             f"{len(gen.customers)} customers, {len(gen.users)} users, {options.legs} legs "
             f"in {seconds:.1f} s ({options.legs / max(seconds, 1e-9):,.0f} legs/s)"
         )
+
+    def _write(self, o: dict[str, Any], options: Options) -> DatasetGenerator:
+        limit = settings.ENSWITCH_IMPORT_MAX_FILE_BYTES
+        with ExitStack() as stack:
+            out = _Counted(stack.enter_context(_output(o["out"])))
+            cdrs_out = stack.enter_context(_output(o["cdrs_out"])) if o["cdrs_out"] else None
+            gen = write_dataset(out, options, cdrs_out=cdrs_out)  # type: ignore[arg-type]
+            out.flush()
+            if out.written > limit:
+                # Raised inside the block: a file is then not left behind.
+                raise CommandError(
+                    f"the main file would be {out.written:,} bytes, more than import_dataset "
+                    f"reads (ENSWITCH_IMPORT_MAX_FILE_BYTES, {limit:,}): put the legs in "
+                    "--cdrs-out FILE.jsonl"
+                )
+        return gen

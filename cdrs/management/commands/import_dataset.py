@@ -14,8 +14,13 @@ from cdrs.dataset.importer import (
     ERROR_LIMIT,
     DatasetError,
     Progress,
+    _database_errors,
+    cores,
     import_dataset,
 )
+from cdrs.management.commands import _cli
+
+MAX_BATCH = 1_000_000
 
 
 class Command(BaseCommand):
@@ -65,7 +70,8 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help="PostgreSQL bulk loads: processes checking the JSONL legs (0: none; "
-            "default: one per core when there are several)",
+            "default: one per core when there are several, at most 4). Capped at this "
+            "machine's cores; the workers open no database connection.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -74,8 +80,24 @@ class Command(BaseCommand):
             raise CommandError("give a dataset FILE, or --cdrs FILE.jsonl, or both")
         if path == "-" and cdrs_path == "-":
             raise CommandError("FILE and --cdrs cannot both be standard input")
-        if options["batch_size"] < 1 or options["max_errors"] < 1:
-            raise CommandError("--batch-size and --max-errors must be at least 1")
+        _cli.whole("--batch-size", options["batch_size"], 1, MAX_BATCH)
+        _cli.whole("--max-errors", options["max_errors"], 1, MAX_BATCH)
+        _cli.whole("--workers", options["workers"], 0, 1000)
+        try:
+            with _cli.interruptible():
+                result = self._import(path, cdrs_path, options)
+        except KeyboardInterrupt as exc:
+            raise _cli.interrupted_error(exc, "nothing was written") from None
+        except _database_errors() as exc:
+            what, _ = _cli.database_problem(exc)
+            raise CommandError(f"{what}; nothing was written") from None
+        except OSError as exc:  # reading a file
+            raise CommandError(f"{exc.filename or path or cdrs_path}: {exc.strerror}") from None
+        self.stdout.write(result.summary())
+
+    def _import(self, path: str | None, cdrs_path: str | None, options: dict[str, Any]) -> Any:
+        if options["workers"] is not None and options["workers"] > cores():
+            self.stderr.write(f"--workers {options['workers']}: using {cores()} (the cores here)")
         with ExitStack() as stack:
             source = self._open(path, stack) if path else None
             cdrs = self._open(cdrs_path, stack) if cdrs_path else None
@@ -100,7 +122,7 @@ class Command(BaseCommand):
                 raise CommandError(f"{exc.total} error(s) found; nothing was written") from None
             if show:
                 show.clear()
-        self.stdout.write(result.summary())
+        return result
 
     def _open(self, path: str, stack: ExitStack) -> BinaryIO:
         if path == "-":
