@@ -136,7 +136,8 @@ class Command(BaseCommand):
             "--no-trigger-bypass",
             action="store_true",
             help="PostgreSQL: always let the per-row foreign-key triggers run, even when the "
-            "role may skip them (about half the speed; see docs/archiving.md).",
+            "role may skip them (about half the speed; see 'Speed (PostgreSQL)' in "
+            "docs/archiving.md).",
         )
         parser.add_argument("--database", default="default", help="Database alias.")
 
