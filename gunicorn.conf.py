@@ -1,4 +1,4 @@
-"""Production server: `gunicorn -c gunicorn.conf.py enswitch.wsgi` (see README).
+"""Production server: `gunicorn -c gunicorn.conf.py enswitch.wsgi` (see docs/deployment.md).
 
 Every setting can be overridden from the environment (GUNICORN_CMD_ARGS, or the
 variables below). Run it behind the reverse proxy of deploy/nginx.conf: gunicorn's sync

@@ -2,7 +2,7 @@
 
 `Store(tmp)` makes an SQLite store in a temporary directory and loads a dataset into
 it (the demo's, or a generated one of `legs` legs; none with `load=False`);
-`Gunicorn(store)` serves it with gunicorn.conf.py (as the README runs it);
+`Gunicorn(store)` serves it with gunicorn.conf.py (as docs/deployment.md runs it);
 `Nginx(...)` puts deploy/nginx.conf in front, rewritten only where a test must differ
 (loopback ports, no TLS, files in the temporary directory). Everything listens on
 127.0.0.1 and is stopped and removed at the end.

@@ -762,7 +762,7 @@ def test_random_json_documents_and_bytes(client, world, data, path):
 @pytest.mark.django_db
 @pytest.mark.xfail(
     strict=True,
-    reason="known limit (README): in a multipart body a field named 'start ' (or ' sort') "
+    reason="known limit (docs/api.md, section 7): in a multipart body a field named 'start ' (or ' sort') "
     "is taken as 'start' (Django's multipart parser strips field names), where the query "
     "string and form bodies ignore it as an unknown key",
 )
