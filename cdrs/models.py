@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from django.db import connections, models
 from django.db.models import F, Q
 
+from cdrs.scope import Scope
 from customers.models import Card, Currency, Customer, Invoice, Peer
 from enswitch.fields import CodePointCharField
 
@@ -50,15 +51,14 @@ class LegQuerySet(models.QuerySet):
         the scope and then again against the selection (twice the work per leg, for legs
         counted in millions).
         """
-        customer = user.customer
-        owner = customer.is_system_owner  # everything on the system is under the owner
-        scope = Customer.objects.subtree(customer)
+        scope = Scope(user.customer)
+        everything, customers = scope.is_everything, scope.customers()
         if within is None:
-            return self.all() if owner else self.for_customers(scope.values("pk"))
+            return self.all() if everything else self.for_customers(customers.values("pk"))
         if isinstance(within, list):
             legs = self.for_customers(within)
-            return legs if owner else legs.for_customers(scope.values("pk"))
-        return self.for_customers((within if owner else within & scope).values("pk"))
+            return legs if everything else legs.for_customers(customers.values("pk"))
+        return self.for_customers((within if everything else within & customers).values("pk"))
 
     def for_customers(self, customer_ids: models.QuerySet | list[int]) -> LegQuerySet:
         """Legs that belong to a set of customers (as scustomer or dcustomer)."""
@@ -165,7 +165,7 @@ def leg_indexes(prefix: str, *, covering: bool) -> list[models.Index]:
     # by the customers on either side of the leg.
     indexes = [
         # On PostgreSQL it also carries the customers and the id, so a deep page (a large
-        # offset) is counted off from the index alone (see LegFilterSet.rows).
+        # offset) is counted off from the index alone (see cdrs/queries.py).
         # (Only the live table's: deep pages of the archive are rare, and every byte of
         # an archive index is written again by each archived leg.)
         models.Index(

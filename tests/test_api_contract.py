@@ -1350,8 +1350,8 @@ def _fail_with(monkeypatch, exc: Exception) -> None:
     def boom(*args, **kwargs):
         raise exc
 
-    monkeypatch.setattr("cdrs.views.LegFilterSet.rows", boom)
-    monkeypatch.setattr("cdrs.views.LegGetFilterSet.row", boom)
+    monkeypatch.setattr("cdrs.queries.list_page", boom)
+    monkeypatch.setattr("cdrs.queries.get_row", boom)
 
 
 @pytest.mark.parametrize(

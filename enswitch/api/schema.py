@@ -1,11 +1,10 @@
 """The OpenAPI 3 description of `cdrs/list` and `cdrs/get`, built from their FilterSets.
 
-Names, order, enumerations and bounds of the parameters are read from the filters that
-validate them (`LegFilterSet.base_filters`, `LegGetFilterSet.base_filters`) and from
-their form fields (`words`, `minimum`, `maximum`): the parameter list is declared once,
-in cdrs/filters.py. Only what the filters cannot say (defaults, sentences, which
-parameter is required) is written here, in `DOCS`, and a test checks that both name
-the same parameters.
+Names, order, enumerations and bounds of the parameters are read from the form fields
+that validate them (`cdrs.parameters.parameter_fields`: `words`, `minimum`, `maximum`):
+the parameter list is declared once, in cdrs/parameters.py. Only what the fields cannot
+say (defaults, sentences, which parameter is required) is written here, in `DOCS`, and
+a test checks that both name the same parameters.
 
 Every value travels as text in a query string or a form body. A JSON body also takes
 an integer (its decimal text) and `null` (not set). So each parameter gets two schemas:
@@ -35,7 +34,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiVi
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
-from cdrs.filters import LegFilterSet, LegGetFilterSet
+from cdrs.parameters import parameter_fields
 from enswitch.api.envelope import MESSAGES
 from enswitch.api.fields import (
     INT64_MAX,
@@ -195,12 +194,12 @@ def field_schemas(field: Any, *, required: bool = False) -> tuple[dict, dict]:
     raise TypeError(f"no schema for {type(field).__name__}")
 
 
-def params_of(filterset: type, docs: dict[str, Doc]) -> list[Param]:
-    """Every parameter of a FilterSet, in its declaration (contract) order."""
+def params_of(fields: dict[str, Any], docs: dict[str, Doc]) -> list[Param]:
+    """Every parameter of an endpoint (name -> form field, in contract order)."""
     found = []
-    for name, filter_ in filterset.base_filters.items():
+    for name, field in fields.items():
         doc = docs[name]
-        text, json = field_schemas(filter_.field, required=doc.required)
+        text, json = field_schemas(field, required=doc.required)
         text, json = copy.deepcopy(text), copy.deepcopy(json)
         if doc.default is not None:
             text["default"] = doc.default
@@ -367,20 +366,18 @@ STATUS_NOTE = (
 class Endpoint:
     name: str  # "list" or "get"
     summary: str
-    filterset: type
     docs: dict[str, Doc]
     envelope: dict[str, Any]  # of a success
     errors: tuple[int, ...]
 
     @property
     def params(self) -> list[Param]:
-        return params_of(self.filterset, self.docs)
+        return params_of(parameter_fields(self.name), self.docs)
 
 
 LIST = Endpoint(
     name="list",
     summary="List call legs (cdrs/list)",
-    filterset=LegFilterSet,
     docs=LIST_DOCS,
     envelope={"$ref": "#/components/schemas/ListEnvelope"},
     errors=(400, 401, 402, 403, 500),
@@ -388,7 +385,6 @@ LIST = Endpoint(
 GET = Endpoint(
     name="get",
     summary="One call leg (cdrs/get)",
-    filterset=LegGetFilterSet,
     docs=GET_DOCS,
     envelope={"$ref": "#/components/schemas/GetEnvelope"},
     errors=(400, 401, 402, 403, 404, 500),
