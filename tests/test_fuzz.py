@@ -40,6 +40,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from cdrs.parameters import parameter_fields
+from enswitch.api.fields import INT64_MIN
 from enswitch.api.params import parse_urlencoded, request_params
 from tests import api_helpers as h
 from tests.api_helpers import GET, INT64_MAX, LIST, make_leg
@@ -58,7 +59,6 @@ REQUESTS = hypothesis_settings(
     ],
 )
 
-INT64_MIN = -(2**63)
 
 # --- the contract's parameters, as a model --------------------------------------------------
 

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiViewExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 from cdrs.parameters import parameter_fields
+from cdrs.rows import ROW_FIELDS
 from enswitch.api.envelope import MESSAGES
 from enswitch.api.fields import (
     INT64_MAX,
@@ -274,36 +275,16 @@ GET_DOCS: dict[str, Doc] = {
 
 # --- the envelope and a row (contract section 5) ------------------------------------------
 
-_INT = {"type": "integer"}
-_STR = {"type": "string"}
-_NUM = {"type": "number"}
-ROW_PROPERTIES: dict[str, dict[str, Any]] = {
-    "uniqueid": _STR,
-    "callid": _STR,
-    "start": _INT,
-    "end": _INT,
-    "talktime": _INT,
-    "totaltime": _INT,
-    "status": _STR,
-    "direction": {"type": "string", "enum": ["in", "out", "internal"]},
-    "stype": _STR,
-    "snumber": _STR,
-    "ctype": _STR,
-    "cnumber": _STR,
-    "dtype": _STR,
-    "dnumber": _STR,
-    "callername": _STR,
-    "scustomer": _INT,
-    "dcustomer": _INT,
-    "peer": _INT,
-    "invoice": _INT,
-    "card": _INT,
-    "archived": {"type": "integer", "enum": [0, 1]},
-    "cost": _NUM,
-    "cost_excluding_tax": _NUM,
-    "cost_including_tax": _NUM,
-    "currency": _STR,
-}
+
+def json_schema_of(hint: Any) -> dict[str, Any]:
+    """The JSON schema of a TypedDict field's type: str, int, float or a Literal of one."""
+    if get_origin(hint) is Literal:
+        values = list(get_args(hint))
+        return {**json_schema_of(type(values[0])), "enum": values}
+    return {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"}}[hint]
+
+
+ROW_PROPERTIES = {name: json_schema_of(hint) for name, hint in ROW_FIELDS.items()}
 
 COMPONENTS: dict[str, dict[str, Any]] = {
     "Entry": {
