@@ -30,7 +30,7 @@ DEEP_OFFSET = 1000
 
 @dataclass(frozen=True)
 class Page:
-    """The rows of an answer: named tuples of the columns asked for, and the sort key."""
+    """The rows of an answer (tuples of the columns asked for, then the sort key)."""
 
     rows: QuerySet
     found_by_ids: bool
@@ -63,7 +63,7 @@ def get_row(request: GetRequest, columns: tuple[str, ...], *, archive: bool) -> 
     for model in [Leg, ArchivedLeg] if archive else [Leg]:
         legs = request.filters.filter_queryset(model.objects.visible_to(request.user))
         rows = _with_columns(legs, model, request.scope, source)
-        found = rows.values_list(*columns, named=True).first()
+        found = rows.values_list(*columns).first()
         if found is not None:
             return found
     return None
@@ -155,7 +155,7 @@ def _sorted_rows(
     source = _cost_source(request.scope, request.shape.cost_customer)
     rows = _with_columns(_legs(request, model, selection), model, request.scope, source)
     rows = rows.annotate(sort_key=_sort_expression(request.shape.sort))
-    return rows.values_list(*columns, "sort_key", named=True)
+    return rows.values_list(*columns, "sort_key")
 
 
 def _page_by_ids(request: ListRequest, selection: Any, columns: tuple[str, ...]) -> QuerySet:
@@ -172,7 +172,7 @@ def _page_by_ids(request: ListRequest, selection: Any, columns: tuple[str, ...])
     page = Leg.objects.filter(pk__in=_slice(ids, shape.offset, shape.limit))
     rows = _with_columns(page, Leg, scope, source)
     rows = rows.annotate(sort_key=_sort_expression(shape.sort))
-    return _ordered(request, rows.values_list(*columns, "sort_key", named=True))
+    return _ordered(request, rows.values_list(*columns, "sort_key"))
 
 
 def _slice(qs: QuerySet, offset: int, limit: int) -> QuerySet:

@@ -2,7 +2,7 @@
 
 `Row` declares a row once: its keys, their order and JSON types; the columns a query
 selects (`COLUMNS`) and the OpenAPI schema of a row (cdrs/schema.py) are derived from
-it. The database hands back named tuples of `COLUMNS`; `row_to_dict` makes them Rows;
+it. The database hands back tuples of `COLUMNS`; `row_to_dict` makes them Rows;
 `stream_rows` writes an envelope of any length with memory that does not grow with
 the number of rows.
 """
@@ -80,34 +80,39 @@ def _money(value: Decimal | None) -> float | orjson.Fragment:
     return orjson.Fragment(format(value.normalize(), "f"))
 
 
-def row_to_dict(r: Any, currency: str) -> Row:
-    """A row of the query (a named tuple of COLUMNS) as the contract shows it."""
-    cost = _money(r.row_cost)
+def row_to_dict(r: tuple, currency: str) -> Row:
+    """A row of the query (COLUMNS, then anything else the query added) as a Row."""
+    (
+        uniqueid, callid, start, end, talktime, status, direction, stype, snumber, ctype,
+        cnumber, dtype, dnumber, callername, scustomer_id, dcustomer_id, peer_id, invoice_id,
+        card_id, archived, row_cost, row_cost_tax, *_,
+    ) = r  # fmt: skip
+    cost = _money(row_cost)
     return {
-        "uniqueid": r.uniqueid,
-        "callid": r.callid,
-        "start": r.start,
-        "end": r.end,
-        "talktime": r.talktime,
-        "totaltime": r.end - r.start,
-        "status": r.status,
-        "direction": r.direction,
-        "stype": r.stype,
-        "snumber": r.snumber,
-        "ctype": r.ctype,
-        "cnumber": r.cnumber,
-        "dtype": r.dtype,
-        "dnumber": r.dnumber,
-        "callername": r.callername,
-        "scustomer": r.scustomer_id,
-        "dcustomer": r.dcustomer_id or 0,
-        "peer": r.peer_id or 0,
-        "invoice": r.invoice_id or 0,
-        "card": r.card_id or 0,
-        "archived": r.archived,
+        "uniqueid": uniqueid,
+        "callid": callid,
+        "start": start,
+        "end": end,
+        "talktime": talktime,
+        "totaltime": end - start,
+        "status": status,
+        "direction": direction,
+        "stype": stype,
+        "snumber": snumber,
+        "ctype": ctype,
+        "cnumber": cnumber,
+        "dtype": dtype,
+        "dnumber": dnumber,
+        "callername": callername,
+        "scustomer": scustomer_id,
+        "dcustomer": dcustomer_id or 0,
+        "peer": peer_id or 0,
+        "invoice": invoice_id or 0,
+        "card": card_id or 0,
+        "archived": archived,
         "cost": cost,
         "cost_excluding_tax": cost,
-        "cost_including_tax": _money(r.row_cost_tax),
+        "cost_including_tax": _money(row_cost_tax),
         "currency": currency,
     }
 
