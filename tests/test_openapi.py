@@ -295,7 +295,7 @@ def test_parameters_are_read_from_the_filtersets(openapi):
     # The schema names exactly the validated parameters (declared once, in cdrs/parameters.py).
     assert list(parameter_fields("list")) == list(LIST_PARAMS)
     assert list(parameter_fields("get")) == list(GET_PARAMS)
-    from enswitch.api import schema
+    from cdrs import schema
 
     assert set(schema.LIST_DOCS) == set(parameter_fields("list"))
     assert set(schema.GET_DOCS) == set(parameter_fields("get"))
@@ -310,10 +310,11 @@ INTEGER_TEXT = st.one_of(
 
 def _integer_texts() -> list[tuple[str, Any, list[str], list[str]]]:
     """(name, form field, patterns, words) of every parameter that takes an integer text."""
+    from cdrs import schema as cdrs_schema
     from enswitch.api import schema
 
     found = []
-    for endpoint, docs in (("list", schema.LIST_DOCS), ("get", schema.GET_DOCS)):
+    for endpoint, docs in (("list", cdrs_schema.LIST_DOCS), ("get", cdrs_schema.GET_DOCS)):
         fields = parameter_fields(endpoint)
         for param in schema.params_of(fields, docs):
             refs = [b["$ref"].rsplit("/", 1)[1] for b in branches(param.text) if "$ref" in b]
