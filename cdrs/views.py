@@ -13,12 +13,12 @@ from rest_framework.views import APIView
 
 from cdrs import queries
 from cdrs.parameters import parse_get, parse_list
+from cdrs.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
 from cdrs.rows import COLUMNS, row_to_dict, stream_rows
 from enswitch.api.authentication import EnswitchAuthentication
 from enswitch.api.envelope import NotFound, entry, envelope
 from enswitch.api.exceptions import as_enswitch_error, envelope_response
 from enswitch.api.params import Params, request_params
-from enswitch.api.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
 from enswitch.api.renderers import AlwaysEnvelope, EnvelopeRenderer
 from enswitch.api.throttle import stream_slot
 from enswitch.db import use_statement_timeout
