@@ -47,9 +47,7 @@ class LegQuerySet(models.QuerySet):
         `within` narrows that to the legs of some customers (their ids, or a queryset of
         them), which the API has checked are in the scope; whatever it holds, no leg
         outside the scope is returned. A queryset is cut down to the scope on the
-        customer table, so each leg is tested against one set of customers, not against
-        the scope and then again against the selection (twice the work per leg, for legs
-        counted in millions).
+        customer table, so each leg is tested against one set of customers only.
         """
         scope = Scope(user.customer)
         everything, customers = scope.is_everything, scope.customers()
@@ -164,10 +162,9 @@ def leg_indexes(prefix: str, *, covering: bool) -> list[models.Index]:
     # Why these: every query is a time range ordered by start (then uniqueid), narrowed
     # by the customers on either side of the leg.
     indexes = [
-        # On PostgreSQL it also carries the customers and the id, so a deep page (a large
-        # offset) is counted off from the index alone (see cdrs/queries.py).
-        # (Only the live table's: deep pages of the archive are rare, and every byte of
-        # an archive index is written again by each archived leg.)
+        # The live table's also carries the customers and the id, so a deep page (a large
+        # offset) is counted off from the index alone (see cdrs/queries.py); the
+        # archive's does not, since each archived leg writes every byte of it again.
         models.Index(
             fields=["start", "uniqueid"],
             include=["scustomer", "dcustomer", "id"] if covering else (),
@@ -211,9 +208,9 @@ class ArchivedLeg(LegBase):
 class CalledNumber(models.Model):
     """Every called number of the live legs, once: the index of `cmatch=contains`.
 
-    Legs are many more than their distinct called numbers (10 million and 24,578 in
-    the benchmark's store). A search for digits inside a number finds the numbers here (a trigram
-    index on PostgreSQL), then their legs by equality (LegQuerySet.matching).
+    Legs are many more than their distinct called numbers. A search for digits inside a
+    number finds the numbers here (a trigram index on PostgreSQL), then their legs by
+    equality (LegQuerySet.matching).
 
     Kept by the database, not by the code that writes legs: on PostgreSQL a trigger
     on the leg table adds the numbers of every inserted or updated leg, whatever
