@@ -56,8 +56,8 @@ class CdrListView(EnswitchView):
     permission_classes = [RoleAllowsCdrs, RoleAllowsListOptions, RatePlanAllowsCdrs]
 
     def respond(self, request: Any, params: Params) -> HttpResponseBase:
-        wanted = parse_list(params, user=request.user, now=int(time.time()))
-        page = queries.list_page(wanted, COLUMNS)
+        wanted = parse_list(params, user=request.user, now=int(time.time()))  # or a 400
+        page = queries.list_page(wanted, COLUMNS)  # scope, filters, costs, order, page
         currency = request.user.customer.currency_id
         if 0 < wanted.shape.limit <= STREAM_ABOVE:
             with page.planned():
@@ -68,7 +68,7 @@ class CdrListView(EnswitchView):
 
 class CdrGetView(EnswitchView):
     def respond(self, request: Any, params: Params) -> HttpResponseBase:
-        wanted = parse_get(params, user=request.user)
+        wanted = parse_get(params, user=request.user)  # or a 400
         row = queries.get_row(wanted, COLUMNS, archive=request.user.role.allows("archive"))
         if row is None:
             raise NotFound()
