@@ -96,9 +96,10 @@ def selected_customers(request: ListRequest) -> QuerySet | list[int] | None:
 
 def finds_page_by_ids(request: ListRequest) -> bool:
     """Whether the page's live legs are found first (their ids and sort keys only), and
-    rows built for those legs only: for a deep offset, any order but start's, and a
-    called-number search; never for a whole export (limit=0) sorted by cost, nor with
-    the archive (one UNION ALL). bench/README.md, "Pages found by ids", says why."""
+    rows built for those legs only. With a limit: past a deep offset, in any order but
+    start's, or for a called-number search. Without one (all rows are built anyway):
+    past a deep offset, unless sorted by cost. Never with the archive (one UNION ALL).
+    Why, in figures: bench/README.md, "Figures behind rules in the code"."""
     shape = request.shape
     if shape.archive:
         return False
