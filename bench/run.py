@@ -191,15 +191,15 @@ def query_sql(params: dict[str, str]) -> tuple[str, str]:
     """The SQL the API runs for these parameters, and the same rows as JSON for psql."""
     from django.db import connection
 
-    from cdrs.filters import LegFilterSet
+    from cdrs import queries
+    from cdrs.parameters import parse_list
     from cdrs.rows import COLUMNS
     from customers.models import User
     from enswitch.api.params import Params
 
     user = User.objects.for_api().get(username=params["auth_username"])
-    fs = LegFilterSet(Params(values=dict(params)), user=user, now=int(time.time()))
-    fs.validate()
-    qs = fs.rows(COLUMNS)
+    request = parse_list(Params(values=dict(params)), user=user, now=int(time.time()))
+    qs = queries.list_page(request, COLUMNS).rows
     sql, sql_params = qs.query.sql_with_params()
     connection.ensure_connection()
     # The app binds parameters on the server; psql needs them written into the text.

@@ -23,6 +23,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
+from cdrs.scope import Scope
 from customers.models import Card, Customer
 
 MONEY = DecimalField(max_digits=40, decimal_places=6)
@@ -89,9 +90,10 @@ def with_costs(qs: QuerySet, *, viewer: Customer, source: CostSource) -> QuerySe
 
 
 def _visibility(viewer: Customer, source: CostSource) -> Q | None:
-    if source.kind == "customer" or viewer.is_system_owner:
+    scope = Scope(viewer)
+    if source.kind == "customer" or scope.is_everything:
         return None  # a named customer was already checked to be the viewer's or under it
-    subtree = Customer.objects.subtree(viewer).values("pk")
+    subtree = scope.customers().values("pk")
     if source.kind == "scustomer":
         return Q(scustomer_id__in=subtree)
     return Q(card_id__in=Card.objects.filter(customer_id__in=subtree).values("pk"))

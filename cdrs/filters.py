@@ -1,9 +1,13 @@
-"""Every `cdrs/list` and `cdrs/get` parameter, declared once, mapped to the query.
+"""The `cdrs/list` and `cdrs/get` parameters that narrow the legs, as django-filter FilterSets.
 
-The declaration order of the filters is the order of the contract's parameter table:
-400 entries are reported in that order. Parameters that shape the result rather than
-narrow it (archive, cost_customer, sort, descending, limit, offset) are declared here
-too, so they are validated in the same pass; `LegFilterSet.rows()` applies them.
+Every filter narrows the legs, or leaves them as they are when its parameter is empty
+(or holds the value the contract gives for "any"). The match modes (`smatch`, ...) are
+fields of LegFilterSet's form, not filters: they only tell a number filter how to
+compare. What shapes the answer instead (whose legs, whose costs, archive, order,
+paging) is cdrs/parameters.py's; cdrs/queries.py puts both together.
+
+Filters are declared in the order of the contract's parameter table, which is also the
+order their conditions take in the SQL.
 """
 
 from __future__ import annotations
@@ -13,359 +17,162 @@ from functools import cache
 from typing import Any
 
 import django_filters
-from django.db.models import F, QuerySet, Value
-from django.db.models.functions import Coalesce
+from django import forms
+from django.db.models import QuerySet
 
-from cdrs.costs import CostSource, with_costs
-from cdrs.models import ArchivedLeg, Leg, LegBase, fold_case
-from customers.models import PREPAID_BILL_TYPES, BillType, Customer, User
-from enswitch.api.envelope import InvalidParameters
-from enswitch.api.fields import (
-    FlagField,
-    IdOrWordField,
-    IntegerField,
-    StringField,
-    WordField,
-)
-from enswitch.api.params import Params
+from cdrs.models import Leg, fold_case
+from enswitch.api.fields import IntegerField, StringField, WordField
 
 MATCH_MODES = ("contains", "start", "end", "exact")
 MATCH_LOOKUPS = {"contains": "contains", "start": "startswith", "end": "endswith", "exact": "exact"}
-CUSTOMER_WORDS = ("all", "external", "postpaid", "prepaid", "system")
-COST_CUSTOMER_WORDS = ("scustomer", "card")
 DIRECTIONS = ("in", "out", "internal")
-SORT_FIELDS = (
-    "callid", "cnumber", "cost", "ctype", "dcustomer", "direction", "dnumber", "dtype", "end",
-    "name", "peer", "scustomer", "snumber", "start", "status", "stype", "talktime", "totaltime",
-    "uniqueid",
-)  # fmt: skip
-OUT_OF_SCOPE = "No such customer, or it is not yours."
-# From this offset on, a page is found by its ids first (LegFilterSet.ids_first).
-DEEP_OFFSET = 1000
+# The match mode parameter of each matched column, and the columns matched without case.
+MATCH_MODE_OF = {
+    "callername_folded": "callername_match",
+    "snumber": "smatch",
+    "cnumber": "cmatch",
+    "dnumber": "dmatch",
+}
+FOLDED = {"callername_folded"}
 
 
-class ParamFilter(django_filters.Filter):
-    """A filter whose empty value means "the default", which narrows nothing."""
+class LegFilter(django_filters.Filter):
+    """A filter on an Enswitch parameter (a StringField unless `field_class` says otherwise).
 
-    def __init__(self, *args: Any, field_class: type | None = None, **kwargs: Any) -> None:
-        if field_class is not None:
-            self.field_class = field_class
-        super().__init__(*args, **kwargs)
+    `any_value` is the value that, like an empty parameter, narrows nothing (0 for
+    `invoice`, -1 for `talktime_maximum`).
+    """
 
-    def filter(self, qs: QuerySet, value: Any) -> QuerySet:
-        if value is None:
-            return qs
-        return self.apply(qs, value)
-
-    def apply(self, qs: QuerySet, value: Any) -> QuerySet:
-        return qs.filter(**{f"{self.field_name}__{self.lookup_expr}": value})
-
-
-class ExactFilter(ParamFilter):
     field_class = StringField
 
+    def __init__(
+        self,
+        field_name: str | None = None,
+        lookup_expr: str = "exact",
+        *,
+        field_class: type[forms.Field] | None = None,
+        any_value: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if field_class is not None:
+            self.field_class = field_class
+        self.any_value = any_value
+        super().__init__(field_name, lookup_expr, **kwargs)
 
-class IntegerFilter(ParamFilter):
-    field_class = IntegerField
-
-    def __init__(self, *args: Any, ignore: int | None = None, **kwargs: Any) -> None:
-        self.ignore = ignore  # the value that means "no restriction" (0 = any, -1 = no limit)
-        super().__init__(*args, **kwargs)
-
-    def apply(self, qs: QuerySet, value: int) -> QuerySet:
-        return qs if value == self.ignore else super().apply(qs, value)
+    def filter(self, qs: QuerySet, value: Any) -> QuerySet:
+        if value is not None and value == self.any_value:
+            return qs
+        return super().filter(qs, value)
 
 
-class DefaultEndFilter(IntegerFilter):
+class EndFilter(LegFilter):
     """`end` defaults to the time of the request."""
 
     def filter(self, qs: QuerySet, value: int | None) -> QuerySet:
-        return self.apply(qs, self.parent.now if value is None else value)
+        return super().filter(qs, self.parent.now if value is None else value)
 
 
-class MatchModeFilter(ParamFilter):
-    """A match mode only tells its number filter how to compare."""
-
-    field_class = WordField
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(words=MATCH_MODES, **kwargs)
-
-    def apply(self, qs: QuerySet, value: str) -> QuerySet:
-        return qs
-
-
-class MatchFilter(ParamFilter):
-    field_class = StringField
-
-    def __init__(self, field_name: str, *, mode: str, fold: bool = False, **kw: Any) -> None:
-        self.mode, self.fold = mode, fold
-        super().__init__(field_name=field_name, **kw)
-
-    def apply(self, qs: QuerySet, value: str) -> QuerySet:
-        mode = self.parent.value(self.mode) or "contains"
-        needle = fold_case(value) if self.fold else value
-        return qs.matching(self.field_name, MATCH_LOOKUPS[mode], needle)
-
-
-class PhoneFilter(ParamFilter):
-    field_class = StringField
-
-    def apply(self, qs: QuerySet, value: str) -> QuerySet:
-        return qs.filter(stype="phone", snumber=value)
-
-
-class ShapeFilter(ParamFilter):
-    """Validated here, applied elsewhere: by LegFilterSet.rows(), or for `customer` by
-    EnswitchFilterSet.filtered() together with the user's scope."""
-
-    def apply(self, qs: QuerySet, value: Any) -> QuerySet:
-        return qs
+class _FilterCopies(dict):
+    def __deepcopy__(self, memo: dict) -> dict[str, django_filters.Filter]:
+        copies = {}
+        for name, filter_ in self.items():
+            copies[name] = clone = copy.copy(filter_)
+            if filter_.method is not None:
+                clone.method = filter_.method  # binds the method to the copy, not the original
+        return copies
 
 
 class EnswitchFilterSet(django_filters.FilterSet):
-    """Common ground of the two endpoints: validation in contract order, scope checks."""
+    """A FilterSet whose per-request set-up copies only what a request changes.
 
-    scoped_ids: tuple[str, ...] = ()  # parameters whose customer ID must be U or under U
+    django-filter deep-copies every filter (and its form field) for each FilterSet and
+    builds a form class each time; a request is short enough for that to show. Here
+    `get_filters()` hands the metaclass a mapping whose deep copy is a shallow copy of
+    each filter (a filter's only per-request state is `parent` and `model`, which
+    FilterSet.__init__ sets), and the form class is built once per FilterSet class (its
+    fields are copied by each form, as Django does).
+    """
 
-    def __init__(self, params: Params, *, user: User, now: int) -> None:
-        # Not super().__init__(): it deep-copies every filter on every request, which
-        # was a third of the request's time. A shallow copy per filter is enough, since
-        # a filter's only per-request state is its `parent`.
-        self.is_bound, self.data, self.form_prefix = True, params.values, None
-        self.queryset, self.request = Leg.objects.none(), None
-        self.filters = {name: copy.copy(f) for name, f in self.base_filters.items()}
-        for filter_ in self.filters.values():
-            filter_.model, filter_.parent = Leg, self
-        self.params, self.user, self.viewer, self.now = params, user, user.customer, now
+    @classmethod
+    def get_filters(cls) -> dict[str, django_filters.Filter]:
+        filters = super().get_filters()
+        for filter_ in filters.values():
+            filter_.field  # noqa: B018 - made once here, shared by every copy
+        return _FilterCopies(filters)
 
     @classmethod
     @cache
-    def form_class(cls) -> type:
+    def form_class(cls) -> type[forms.Form]:
         fields = {name: f.field for name, f in cls.base_filters.items()}
         return type(f"{cls.__name__}Form", (cls._meta.form,), fields)
 
-    def get_form_class(self) -> type:
+    def get_form_class(self) -> type[forms.Form]:
         return self.form_class()
 
-    def value(self, name: str) -> Any:
-        return self.form.cleaned_data.get(name)
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        # Only filters narrow: the form may hold other fields (the match modes).
+        data = self.form.cleaned_data
+        for name, filter_ in self.filters.items():
+            queryset = filter_.filter(queryset, data.get(name))
+        return queryset
 
-    def validate(self) -> None:
-        """Raise InvalidParameters listing every invalid parameter, in contract order."""
-        form = self.form
-        form.is_valid()
-        errors = {name: str(errs[0]) for name, errs in form.errors.items()}
-        errors.update((k, msg) for k, msg in self.params.invalid.items() if k in self.filters)
-        for name in self.scoped_ids:
-            value = form.cleaned_data.get(name)
-            if name not in errors and isinstance(value, int) and not self.in_scope(value):
-                errors[name] = OUT_OF_SCOPE
-        errors.update(self.extra_errors(errors))
-        if self.params.body_error:
-            errors["body"] = self.params.body_error
-        if errors:
-            order = list(self.filters) + ["body"]
-            raise InvalidParameters(sorted(errors.items(), key=lambda e: order.index(e[0])))
 
-    def extra_errors(self, errors: dict[str, str]) -> dict[str, str]:
-        return {}
+class MatchModes(forms.Form):
+    """How each number (and the caller name) is matched: part of LegFilterSet's form."""
 
-    def in_scope(self, customer_id: int) -> bool:
-        return Customer.objects.subtree(self.viewer).filter(pk=customer_id).exists()
-
-    def cost_source(self, name: str) -> CostSource:
-        value = self.value(name)
-        if value in COST_CUSTOMER_WORDS:
-            return CostSource(kind=value)
-        return CostSource(kind="customer", customer_id=self.viewer.pk if value is None else value)
-
-    def rows_for(self, model: type[LegBase], *, cost_param: str) -> QuerySet:
-        """One table's legs, visible to the user, filtered, with their cost columns."""
-        return self.with_columns(self.filtered(model), model, cost_param=cost_param)
-
-    def filtered(self, model: type[LegBase]) -> QuerySet:
-        """One table's legs that the user may see and the parameters select."""
-        legs = model.objects.visible_to(self.user, within=self.selected_customers())
-        return self.filter_queryset(legs)
-
-    def selected_customers(self) -> QuerySet | list[int] | None:
-        """The customers whose legs the parameters ask for; None: all the user may see."""
-        return None
-
-    def with_columns(self, qs: QuerySet, model: type[LegBase], *, cost_param: str) -> QuerySet:
-        """`qs` with the columns a row shows beyond the leg's own: costs, `archived`."""
-        qs = with_costs(qs, viewer=self.viewer, source=self.cost_source(cost_param))
-        return qs.annotate(archived=Value(model.ARCHIVED))
+    callername_match = WordField(words=MATCH_MODES)
+    smatch = WordField(words=MATCH_MODES)
+    cmatch = WordField(words=MATCH_MODES)
+    dmatch = WordField(words=MATCH_MODES)
 
 
 class LegFilterSet(EnswitchFilterSet):
-    start = IntegerFilter(field_name="start", lookup_expr="gte", minimum=0)
-    end = DefaultEndFilter(field_name="start", lookup_expr="lte", minimum=0)
-    archive = ShapeFilter(field_class=FlagField)
-    callername_match = MatchModeFilter()
-    callername_number = MatchFilter("callername_folded", mode="callername_match", fold=True)
-    callid = ExactFilter(field_name="callid", lookup_expr="exact")
-    cost_customer = ShapeFilter(field_class=IdOrWordField, words=COST_CUSTOMER_WORDS)
-    customer = ShapeFilter(field_class=IdOrWordField, words=CUSTOMER_WORDS)
-    direction = ExactFilter(
-        field_name="direction", lookup_expr="exact", field_class=WordField, words=DIRECTIONS
+    start = LegFilter("start", "gte", field_class=IntegerField, minimum=0)
+    end = EndFilter("start", "lte", field_class=IntegerField, minimum=0)
+    callername_number = LegFilter("callername_folded", method="match")
+    callid = LegFilter("callid")
+    direction = LegFilter("direction", field_class=WordField, words=DIRECTIONS)
+    invoice = LegFilter("invoice_id", field_class=IntegerField, minimum=0, any_value=0)
+    peer = LegFilter("peer_id", field_class=IntegerField, minimum=0, any_value=0)
+    phone = LegFilter(method="from_phone")
+    status = LegFilter("status")
+    talktime_maximum = LegFilter(
+        "talktime", "lte", field_class=IntegerField, minimum=-1, any_value=-1
     )
-    invoice = IntegerFilter(field_name="invoice_id", lookup_expr="exact", minimum=0, ignore=0)
-    limit = ShapeFilter(field_class=IntegerField, minimum=0)
-    offset = ShapeFilter(field_class=IntegerField, minimum=0)
-    peer = IntegerFilter(field_name="peer_id", lookup_expr="exact", minimum=0, ignore=0)
-    phone = PhoneFilter()
-    recurse = ShapeFilter(field_class=FlagField)
-    status = ExactFilter(field_name="status", lookup_expr="exact")
-    talktime_maximum = IntegerFilter(
-        field_name="talktime", lookup_expr="lte", minimum=-1, ignore=-1
+    talktime_minimum = LegFilter(
+        "talktime", "gte", field_class=IntegerField, minimum=0, any_value=0
     )
-    talktime_minimum = IntegerFilter(field_name="talktime", lookup_expr="gte", minimum=0, ignore=0)
-    stype = ExactFilter(field_name="stype", lookup_expr="exact")
-    smatch = MatchModeFilter()
-    snumber = MatchFilter("snumber", mode="smatch")
-    ctype = ExactFilter(field_name="ctype", lookup_expr="exact")
-    cmatch = MatchModeFilter()
-    cnumber = MatchFilter("cnumber", mode="cmatch")
-    dtype = ExactFilter(field_name="dtype", lookup_expr="exact")
-    dmatch = MatchModeFilter()
-    dnumber = MatchFilter("dnumber", mode="dmatch")
-    sort = ShapeFilter(field_class=WordField, words=SORT_FIELDS)
-    descending = ShapeFilter(field_class=FlagField)
-
-    scoped_ids = ("cost_customer", "customer")
+    stype = LegFilter("stype")
+    snumber = LegFilter("snumber", method="match")
+    ctype = LegFilter("ctype")
+    cnumber = LegFilter("cnumber", method="match")
+    dtype = LegFilter("dtype")
+    dnumber = LegFilter("dnumber", method="match")
 
     class Meta:
         model = Leg
         fields: list[str] = []
+        form = MatchModes
 
-    def selected_customers(self) -> QuerySet | list[int] | None:
-        """The customer set S of the contract's table; None means every customer."""
-        value, recurse, viewer = self.value("customer"), self.value("recurse") == 1, self.viewer
-        customers = Customer.objects.all()
-        if value == "system":
-            return None
-        if value is None or isinstance(value, int):
-            root_id = viewer.pk if value is None else value
-            if not recurse:
-                return [root_id]
-            root = viewer if root_id == viewer.pk else customers.get(pk=root_id)
-            if root.is_system_owner:
-                return None
-            return customers.subtree(root)
-        if recurse:
-            chosen = customers.subtree(viewer, include_self=False)
-        else:
-            chosen = customers.children_of(viewer)
-        if value == "prepaid":
-            chosen = chosen.filter(bill_type__in=PREPAID_BILL_TYPES)
-        elif value in ("postpaid", "external"):
-            chosen = chosen.filter(bill_type=BillType(value))
-        return chosen
+    def __init__(self, data: dict[str, str], *, now: int) -> None:
+        self.now = now  # the default `end`
+        super().__init__(data, queryset=Leg.objects.none())
 
-    def sort_expression(self) -> Any:
-        name = self.value("sort") or "start"
-        if name == "name":
-            return F("callername")
-        if name == "totaltime":
-            return F("end") - F("start")
-        if name == "cost":
-            return F("row_cost")
-        if name in ("dcustomer", "peer"):
-            # Rows show 0 for "none"; sorting must agree (and NULL placement differs
-            # between the databases).
-            return Coalesce(F(f"{name}_id"), Value(0))
-        if name == "scustomer":
-            return F("scustomer_id")
-        return F(name)
+    def match(self, qs: QuerySet, column: str, value: str) -> QuerySet:
+        mode = self.form.cleaned_data.get(MATCH_MODE_OF[column]) or "contains"
+        needle = fold_case(value) if column in FOLDED else value
+        return qs.matching(column, MATCH_LOOKUPS[mode], needle)
 
-    def ordered(self, qs: QuerySet) -> QuerySet:
-        if self.value("descending") == 1:
-            return qs.order_by(F("sort_key").desc(), F("uniqueid").desc())
-        return qs.order_by(F("sort_key").asc(), F("uniqueid").asc())
-
-    def sorted_rows(self, model: type[LegBase], columns: tuple[str, ...]) -> QuerySet:
-        """One table's rows as `columns` tuples, with the sort key they are ordered by."""
-        return (
-            self.rows_for(model, cost_param="cost_customer")
-            .annotate(sort_key=self.sort_expression())
-            .values_list(*columns, "sort_key")
-        )
-
-    def rows(self, columns: tuple[str, ...]) -> QuerySet:
-        """The whole answer as one ordered, sliced query of `columns` tuples."""
-        offset, limit = self.value("offset") or 0, self.value("limit") or 0
-        if self.value("archive") == 1:
-            both = self.sorted_rows(Leg, columns).union(
-                self.sorted_rows(ArchivedLeg, columns), all=True
-            )
-            return _page(self.ordered(both), offset, limit)
-        if self.ids_first():
-            return self.page_by_ids(columns, offset, limit)
-        return _page(self.ordered(self.sorted_rows(Leg, columns)), offset, limit)
-
-    def ids_first(self) -> bool:
-        """Whether rows() finds the page's live legs first and builds rows for those only.
-
-        Yes for a page far down the list: skipping 100,000 rows costs little when each
-        is an index entry, a lot when each is a full row with its cost record joined.
-        Yes for a page in any order but start's: every leg the filters pass must be
-        looked at to know which come first, and that is cheaper with only its id and
-        sort key than with every column and two amounts converted into the viewer's
-        currency. Yes for a search by called number: the (cnumber, start) index
-        carries the id, the sort key and the customers, so the legs outside the scope
-        or the time range are rejected without reading them. Not for a whole export
-        (limit=0): all its rows are built anyway.
-        """
-        offset, limit = self.value("offset") or 0, self.value("limit") or 0
-        sort = self.value("sort") or "start"
-        if self.value("archive") == 1:
-            return False  # one UNION ALL of both tables, see rows()
-        if limit:
-            return offset >= DEEP_OFFSET or sort != "start" or bool(self.value("cnumber"))
-        return offset >= DEEP_OFFSET and sort != "cost"
-
-    def page_by_ids(self, columns: tuple[str, ...], offset: int, limit: int) -> QuerySet:
-        """The page's legs' ids in order (from the covering start/uniqueid index when the
-        sort is by start), then the rows of those legs only."""
-        legs = self.filtered(Leg)
-        if (self.value("sort") or "start") == "cost":
-            legs = with_costs(legs, viewer=self.viewer, source=self.cost_source("cost_customer"))
-        ids = self.ordered(legs.annotate(sort_key=self.sort_expression())).values("pk")
-        # The ids were chosen under the user's scope and every filter above: the rows
-        # need nothing more than the ids.
-        page = Leg.objects.filter(pk__in=_page(ids, offset, limit))
-        rows = self.with_columns(page, Leg, cost_param="cost_customer")
-        return self.ordered(
-            rows.annotate(sort_key=self.sort_expression()).values_list(*columns, "sort_key")
-        )
-
-
-def _page(qs: QuerySet, offset: int, limit: int) -> QuerySet:
-    """`limit=0` means all the rows after `offset`."""
-    return qs[offset : offset + limit] if limit else qs[offset:]
+    def from_phone(self, qs: QuerySet, column: str, value: str) -> QuerySet:
+        return qs.filter(stype="phone", snumber=value)
 
 
 class LegGetFilterSet(EnswitchFilterSet):
-    uniqueid = ExactFilter(field_name="uniqueid", lookup_expr="exact")
-    customer = ShapeFilter(field_class=IdOrWordField, words=())
-
-    scoped_ids = ("customer",)
+    uniqueid = LegFilter("uniqueid")
 
     class Meta:
         model = Leg
         fields: list[str] = []
 
-    def extra_errors(self, errors: dict[str, str]) -> dict[str, str]:
-        if "uniqueid" not in errors and self.value("uniqueid") is None:
-            return {"uniqueid": "Is required."}
-        return {}
-
-    def row(self, columns: tuple[str, ...], *, archive: bool) -> tuple | None:
-        models = [Leg, ArchivedLeg] if archive else [Leg]
-        for model in models:
-            found = self.rows_for(model, cost_param="customer").values_list(*columns).first()
-            if found is not None:
-                return found
-        return None
+    def __init__(self, data: dict[str, str]) -> None:
+        super().__init__(data, queryset=Leg.objects.none())

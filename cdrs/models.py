@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from django.db import connections, models
 from django.db.models import F, Q
 
+from cdrs.scope import Scope
 from customers.models import Card, Currency, Customer, Invoice, Peer
 from enswitch.fields import CodePointCharField
 
@@ -46,19 +47,16 @@ class LegQuerySet(models.QuerySet):
         `within` narrows that to the legs of some customers (their ids, or a queryset of
         them), which the API has checked are in the scope; whatever it holds, no leg
         outside the scope is returned. A queryset is cut down to the scope on the
-        customer table, so each leg is tested against one set of customers, not against
-        the scope and then again against the selection (twice the work per leg, for legs
-        counted in millions).
+        customer table, so each leg is tested against one set of customers only.
         """
-        customer = user.customer
-        owner = customer.is_system_owner  # everything on the system is under the owner
-        scope = Customer.objects.subtree(customer)
+        scope = Scope(user.customer)
+        everything, customers = scope.is_everything, scope.customers()
         if within is None:
-            return self.all() if owner else self.for_customers(scope.values("pk"))
+            return self.all() if everything else self.for_customers(customers.values("pk"))
         if isinstance(within, list):
             legs = self.for_customers(within)
-            return legs if owner else legs.for_customers(scope.values("pk"))
-        return self.for_customers((within if owner else within & scope).values("pk"))
+            return legs if everything else legs.for_customers(customers.values("pk"))
+        return self.for_customers((within if everything else within & customers).values("pk"))
 
     def for_customers(self, customer_ids: models.QuerySet | list[int]) -> LegQuerySet:
         """Legs that belong to a set of customers (as scustomer or dcustomer)."""
@@ -164,10 +162,9 @@ def leg_indexes(prefix: str, *, covering: bool) -> list[models.Index]:
     # Why these: every query is a time range ordered by start (then uniqueid), narrowed
     # by the customers on either side of the leg.
     indexes = [
-        # On PostgreSQL it also carries the customers and the id, so a deep page (a large
-        # offset) is counted off from the index alone (see LegFilterSet.rows).
-        # (Only the live table's: deep pages of the archive are rare, and every byte of
-        # an archive index is written again by each archived leg.)
+        # The live table's also carries the customers and the id, so a deep page (a large
+        # offset) is counted off from the index alone (see cdrs/queries.py); the
+        # archive's does not, since each archived leg writes every byte of it again.
         models.Index(
             fields=["start", "uniqueid"],
             include=["scustomer", "dcustomer", "id"] if covering else (),
@@ -211,9 +208,9 @@ class ArchivedLeg(LegBase):
 class CalledNumber(models.Model):
     """Every called number of the live legs, once: the index of `cmatch=contains`.
 
-    Legs are many more than their distinct called numbers (10 million and 24,578 in
-    the benchmark's store). A search for digits inside a number finds the numbers here (a trigram
-    index on PostgreSQL), then their legs by equality (LegQuerySet.matching).
+    Legs are many more than their distinct called numbers. A search for digits inside a
+    number finds the numbers here (a trigram index on PostgreSQL), then their legs by
+    equality (LegQuerySet.matching).
 
     Kept by the database, not by the code that writes legs: on PostgreSQL a trigger
     on the leg table adds the numbers of every inserted or updated leg, whatever

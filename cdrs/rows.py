@@ -1,8 +1,10 @@
 """Rows as the API shows them, encoded without model instances or serializers.
 
-The database hands back plain tuples (`COLUMNS`); `row_to_dict` gives them the keys and
-JSON types of the contract; `stream_rows` writes an envelope of any length with memory
-that does not grow with the number of rows.
+`Row` declares a row once: its keys, their order and JSON types; the columns a query
+selects (`COLUMNS`) and the OpenAPI schema of a row (cdrs/schema.py) are derived from
+it. The database hands back tuples of `COLUMNS`; `row_to_dict` makes them Rows;
+`stream_rows` writes an envelope of any length with memory that does not grow with
+the number of rows.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from decimal import Decimal
 from itertools import islice
-from typing import Any
+from typing import Any, Literal, TypedDict, get_type_hints
 
 import orjson
 from django.conf import settings
@@ -19,12 +21,52 @@ from django.db.models import QuerySet
 
 from enswitch.db import use_statement_timeout
 
-COLUMNS = (
-    "uniqueid", "callid", "start", "end", "talktime", "status", "direction",
-    "stype", "snumber", "ctype", "cnumber", "dtype", "dnumber", "callername",
-    "scustomer_id", "dcustomer_id", "peer_id", "invoice_id", "card_id",
-    "archived", "row_cost", "row_cost_tax",
-)  # fmt: skip
+
+class Row(TypedDict):
+    """One leg as the API shows it (docs/api.md, section 5): keys in the answer's order."""
+
+    uniqueid: str
+    callid: str
+    start: int
+    end: int
+    talktime: int
+    totaltime: int
+    status: str
+    direction: Literal["in", "out", "internal"]
+    stype: str
+    snumber: str
+    ctype: str
+    cnumber: str
+    dtype: str
+    dnumber: str
+    callername: str
+    scustomer: int
+    dcustomer: int  # 0: none
+    peer: int  # 0: none
+    invoice: int  # 0: none
+    card: int  # 0: none
+    archived: Literal[0, 1]
+    cost: float  # a JSON number with exactly the rounded decimal's digits
+    cost_excluding_tax: float
+    cost_including_tax: float
+    currency: str
+
+
+ROW_FIELDS: dict[str, Any] = get_type_hints(Row)
+# Where a row field comes from when it is not the leg column of its name; the fields
+# computed from others (or from the user) have none.
+COLUMN_OF = {
+    "scustomer": "scustomer_id",
+    "dcustomer": "dcustomer_id",
+    "peer": "peer_id",
+    "invoice": "invoice_id",
+    "card": "card_id",
+    "cost": "row_cost",
+    "cost_including_tax": "row_cost_tax",
+}
+COMPUTED = ("totaltime", "cost_excluding_tax", "currency")
+# The columns a query hands over for each row, in this order (see cdrs/queries.py).
+COLUMNS = tuple(COLUMN_OF.get(name, name) for name in ROW_FIELDS if name not in COMPUTED)
 
 OK_HEAD = b'{"responses":[{"code":"200","key":"","message":"OK"}],"data":['
 
@@ -38,33 +80,39 @@ def _money(value: Decimal | None) -> float | orjson.Fragment:
     return orjson.Fragment(format(value.normalize(), "f"))
 
 
-def row_to_dict(r: tuple, currency: str) -> dict[str, Any]:
-    cost = _money(r[20])
+def row_to_dict(r: tuple, currency: str) -> Row:
+    """A row of the query (COLUMNS, then anything else the query added) as a Row."""
+    (
+        uniqueid, callid, start, end, talktime, status, direction, stype, snumber, ctype,
+        cnumber, dtype, dnumber, callername, scustomer_id, dcustomer_id, peer_id, invoice_id,
+        card_id, archived, row_cost, row_cost_tax, *_,
+    ) = r  # fmt: skip
+    cost = _money(row_cost)
     return {
-        "uniqueid": r[0],
-        "callid": r[1],
-        "start": r[2],
-        "end": r[3],
-        "talktime": r[4],
-        "totaltime": r[3] - r[2],
-        "status": r[5],
-        "direction": r[6],
-        "stype": r[7],
-        "snumber": r[8],
-        "ctype": r[9],
-        "cnumber": r[10],
-        "dtype": r[11],
-        "dnumber": r[12],
-        "callername": r[13],
-        "scustomer": r[14],
-        "dcustomer": r[15] or 0,
-        "peer": r[16] or 0,
-        "invoice": r[17] or 0,
-        "card": r[18] or 0,
-        "archived": r[19],
+        "uniqueid": uniqueid,
+        "callid": callid,
+        "start": start,
+        "end": end,
+        "talktime": talktime,
+        "totaltime": end - start,
+        "status": status,
+        "direction": direction,
+        "stype": stype,
+        "snumber": snumber,
+        "ctype": ctype,
+        "cnumber": cnumber,
+        "dtype": dtype,
+        "dnumber": dnumber,
+        "callername": callername,
+        "scustomer": scustomer_id,
+        "dcustomer": dcustomer_id or 0,
+        "peer": peer_id or 0,
+        "invoice": invoice_id or 0,
+        "card": card_id or 0,
+        "archived": archived,
         "cost": cost,
         "cost_excluding_tax": cost,
-        "cost_including_tax": _money(r[21]),
+        "cost_including_tax": _money(row_cost_tax),
         "currency": currency,
     }
 

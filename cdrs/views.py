@@ -11,22 +11,26 @@ from django.http import HttpResponseBase, StreamingHttpResponse
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cdrs.filters import LegFilterSet, LegGetFilterSet
+from cdrs import queries
+from cdrs.parameters import parse_get, parse_list
+from cdrs.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
 from cdrs.rows import COLUMNS, row_to_dict, stream_rows
 from enswitch.api.authentication import EnswitchAuthentication
 from enswitch.api.envelope import NotFound, entry, envelope
 from enswitch.api.exceptions import as_enswitch_error, envelope_response
-from enswitch.api.params import request_params
-from enswitch.api.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
+from enswitch.api.params import Params, request_params
 from enswitch.api.renderers import AlwaysEnvelope, EnvelopeRenderer
 from enswitch.api.throttle import stream_slot
-from enswitch.db import custom_plans, use_statement_timeout
+from enswitch.db import use_statement_timeout
 
 # Answers up to this many rows are built in one piece; longer ones are streamed.
 STREAM_ABOVE = 5000
 
 
 class EnswitchView(APIView):
+    """Parse and authenticate (EnswitchAuthentication: 401), authorise (the permission
+    classes: 402, 403), then `respond()`: validate (400), filter, order, rows out."""
+
     authentication_classes = [EnswitchAuthentication]
     permission_classes = [RoleAllowsCdrs, RatePlanAllowsCdrs]
     renderer_classes = [EnvelopeRenderer]
@@ -40,37 +44,32 @@ class EnswitchView(APIView):
         super().initial(request, *args, **kwargs)
 
     def get(self, request: Any) -> HttpResponseBase:
-        params = request_params(request._request)
-        return self.answer(request, params)
+        return self.respond(request, request_params(request._request))
 
     post = get
 
-    def answer(self, request: Any, params: Any) -> HttpResponseBase:
+    def respond(self, request: Any, params: Params) -> HttpResponseBase:
         raise NotImplementedError
 
 
 class CdrListView(EnswitchView):
     permission_classes = [RoleAllowsCdrs, RoleAllowsListOptions, RatePlanAllowsCdrs]
 
-    def answer(self, request: Any, params: Any) -> HttpResponseBase:
-        filterset = LegFilterSet(params, user=request.user, now=int(time.time()))
-        filterset.validate()
-        rows = filterset.rows(COLUMNS)
+    def respond(self, request: Any, params: Params) -> HttpResponseBase:
+        wanted = parse_list(params, user=request.user, now=int(time.time()))  # or a 400
+        page = queries.list_page(wanted, COLUMNS)  # scope, filters, costs, order, page
         currency = request.user.customer.currency_id
-        limit = filterset.value("limit") or 0
-        if 0 < limit <= STREAM_ABOVE:
-            # An ids-first page reads many legs to pick a few: plan it with its values.
-            with custom_plans(filterset.ids_first()):
-                data = [row_to_dict(r, currency) for r in rows]
+        if 0 < wanted.shape.limit <= STREAM_ABOVE:
+            with page.planned():
+                data = [row_to_dict(r, currency) for r in page.rows]
             return Response(envelope([entry(200)], data))
-        return streaming_response(streamed(rows, currency, user_id=request.user.pk))
+        return streaming_response(streamed(page.rows, currency, user_id=request.user.pk))
 
 
 class CdrGetView(EnswitchView):
-    def answer(self, request: Any, params: Any) -> HttpResponseBase:
-        filterset = LegGetFilterSet(params, user=request.user, now=int(time.time()))
-        filterset.validate()
-        row = filterset.row(COLUMNS, archive=request.user.role.allows("archive"))
+    def respond(self, request: Any, params: Params) -> HttpResponseBase:
+        wanted = parse_get(params, user=request.user)  # or a 400
+        row = queries.get_row(wanted, COLUMNS, archive=request.user.role.allows("archive"))
         if row is None:
             raise NotFound()
         data = row_to_dict(row, request.user.customer.currency_id)

@@ -69,12 +69,10 @@ _timeouts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def custom_plans(enabled: bool = True) -> Iterator[None]:
     """Plan the statements run in this block with their values, every time (PostgreSQL).
 
-    A prepared statement may switch to a generic plan, made without the values, after
-    five runs. For most of the API's queries that is right: their plan does not depend
-    on the values, and planning them each time cost Q1 of bench/ 3 ms of 7. For a query
-    that reads many legs to pick a page it is not: the cost-sorted reseller day of
-    bench/ took 44 ms with the generic plan, 40 planned each time. Nothing outlives the
-    block.
+    For a query that reads many legs to pick a page: its best plan depends on the
+    values, which a prepared statement's generic plan ignores. Other queries keep the
+    generic plan, which spares them the planning (figures: bench/README.md). Nothing
+    outlives the block.
     """
     if not enabled or connection.vendor != "postgresql":
         yield

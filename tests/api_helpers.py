@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 from urllib.parse import quote
 
 from django.db import connection
@@ -27,7 +27,9 @@ from django.http import HttpResponseBase
 from hypothesis import strategies as st
 
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
+from cdrs.rows import ROW_FIELDS
 from customers.models import Card, Customer, Invoice, Peer, User
+from enswitch.api.fields import INT64_MAX as INT64_MAX  # re-exported for the API tests
 from tests import factories as f
 from tests import reference as ref
 
@@ -38,7 +40,6 @@ PATHS = {
     "get": (GET, GET.rstrip("/")),
 }
 
-INT64_MAX = 2**63 - 1
 PASSWORD = "s3cret;&=+%"  # every separator and escape character a URL can hold
 
 OK = {"code": "200", "key": "", "message": "OK"}
@@ -49,34 +50,16 @@ MESSAGES = {
     404: "The call does not exist, or you do not have permission to view it.",
 }
 
-# The keys of a row and their JSON types (section 5).
-ROW_TYPES: dict[str, type] = {
-    "uniqueid": str,
-    "callid": str,
-    "start": int,
-    "end": int,
-    "talktime": int,
-    "totaltime": int,
-    "status": str,
-    "direction": str,
-    "stype": str,
-    "snumber": str,
-    "ctype": str,
-    "cnumber": str,
-    "dtype": str,
-    "dnumber": str,
-    "callername": str,
-    "scustomer": int,
-    "dcustomer": int,
-    "peer": int,
-    "invoice": int,
-    "card": int,
-    "archived": int,
-    "cost": Decimal,
-    "cost_excluding_tax": Decimal,
-    "cost_including_tax": Decimal,
-    "currency": str,
-}
+
+def _json_type(hint: Any) -> type:
+    """The Python type json.loads (with parse_float=Decimal) gives a Row field."""
+    if get_origin(hint) is Literal:
+        return type(get_args(hint)[0])
+    return Decimal if hint is float else hint
+
+
+# The keys of a row and their JSON types (section 5), from the row's one declaration.
+ROW_TYPES: dict[str, type] = {name: _json_type(hint) for name, hint in ROW_FIELDS.items()}
 
 
 def vendor() -> str:
@@ -534,3 +517,59 @@ def legs(
             )
         )
     return result
+
+
+# --- the contract's parameter tables (docs/api.md, sections 3 and 4) -----------------
+
+# Section 3's table order (credentials aside): 400 entries come in this order.
+TABLE_ORDER = [
+    "start", "end", "archive", "callername_match", "callername_number", "callid",
+    "cost_customer", "customer", "direction", "invoice", "limit", "offset", "peer", "phone",
+    "recurse", "status", "talktime_maximum", "talktime_minimum", "stype", "smatch", "snumber",
+    "ctype", "cmatch", "cnumber", "dtype", "dmatch", "dnumber", "sort", "descending",
+]  # fmt: skip
+INTEGER_PARAMS = [
+    "start", "end", "archive", "invoice", "limit", "offset", "peer", "recurse",
+    "talktime_maximum", "talktime_minimum", "descending",
+]  # fmt: skip
+FLAGS = ["archive", "recurse", "descending"]
+MINIMUM = {
+    "start": 0, "end": 0, "invoice": 0, "limit": 0, "offset": 0, "peer": 0,
+    "talktime_minimum": 0, "talktime_maximum": -1,
+}  # fmt: skip
+STRING_PARAMS = [
+    "callername_number", "callid", "phone", "status", "stype", "snumber", "ctype", "cnumber",
+    "dtype", "dnumber",
+]  # fmt: skip
+ENUMERATIONS = {
+    "callername_match": ["contains", "start", "end", "exact"],
+    "smatch": ["contains", "start", "end", "exact"],
+    "cmatch": ["contains", "start", "end", "exact"],
+    "dmatch": ["contains", "start", "end", "exact"],
+    "direction": ["in", "out", "internal"],
+    "sort": [
+        "callid", "cnumber", "cost", "ctype", "dcustomer", "direction", "dnumber", "dtype",
+        "end", "name", "peer", "scustomer", "snumber", "start", "status", "stype", "talktime",
+        "totaltime", "uniqueid",
+    ],
+    "customer": ["all", "external", "postpaid", "prepaid", "system"],
+    "cost_customer": ["scustomer", "card"],
+}  # fmt: skip
+SORT_FIELDS = ENUMERATIONS["sort"]
+# Not integers in the contract's sense (an optional `-` and ASCII digits only).
+BAD_INTEGERS = [
+    " 1", "1 ", "+1", "1_0", "\u0661", "\uff11", "\u00b2", "0x1", "1.0", "1e3", "-", "--1",
+    "1-", "one", "\t1", "1\n", "1;", "\u0663\u0660",
+]  # fmt: skip
+
+
+def ask(client: Any, who: Actor, path: str = LIST, **params: Any) -> Answer:
+    """`call` with `who`'s credentials."""
+    return call(client, path, **who.creds, **params)
+
+
+def ids_of(client: Any, who: Actor, **params: Any) -> list[str]:
+    """The uniqueids of a successful cdrs/list answer to `who`, in order."""
+    answer = ask(client, who, **params)
+    assert_ok(answer)
+    return answer.ids

@@ -29,3 +29,11 @@ def _clear_cache():
     _clear_caches()
     yield
     _clear_caches()
+
+
+@pytest.fixture
+def actors():
+    """The named actors of tests/api_helpers.py (make_actors); some files define their own."""
+    from tests import api_helpers
+
+    return api_helpers.make_actors()

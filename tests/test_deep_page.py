@@ -8,7 +8,8 @@ import itertools
 import pytest
 from django.db import connection
 
-from cdrs import filters, views
+from cdrs import queries, views
+from cdrs.parameters import parse_list
 from enswitch.api.params import Params
 from tests import api_helpers as h
 
@@ -69,9 +70,9 @@ def test_deep_pages_answer_like_shallow_ones(client, world, monkeypatch, sort, d
     params = {"sort": sort, "descending": descending, "offset": offset, "limit": limit, **extra}
     if "customer" not in extra:
         params.update(customer="all", recurse=1)
-    monkeypatch.setattr(filters.LegFilterSet, "ids_first", lambda self: False)
+    monkeypatch.setattr(queries, "finds_page_by_ids", lambda request: False)
     shallow = answers(client, who, **params)
-    monkeypatch.setattr(filters.LegFilterSet, "ids_first", lambda self: True)
+    monkeypatch.setattr(queries, "finds_page_by_ids", lambda request: True)
     deep = answers(client, who, **params)
     assert shallow.code == "200"
     assert deep.data == shallow.data
@@ -94,15 +95,14 @@ def test_deep_pages_answer_like_shallow_ones(client, world, monkeypatch, sort, d
         ({"offset": 5000, "limit": 100, "archive": 1}, False),
     ],
 )
-def test_which_pages_are_found_by_ids_first(world, params, expected):
+def test_which_pages_are_found_by_ids(world, params, expected):
     values = {k: str(v) for k, v in params.items()}
-    fs = filters.LegFilterSet(Params(values=values), user=world.owner.user, now=0)
-    fs.validate()
-    assert fs.ids_first() is expected
+    request = parse_list(Params(values=values), user=world.owner.user, now=0)
+    assert queries.finds_page_by_ids(request) is expected
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's plan cache")
-def test_ids_first_pages_are_planned_with_their_values(client, world, monkeypatch):
+def test_pages_found_by_ids_are_planned_with_their_values(client, world, monkeypatch):
     seen = []
 
     def run_select(*args, **kwargs):

@@ -39,7 +39,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from cdrs.filters import LegFilterSet, LegGetFilterSet
+from cdrs.parameters import parameter_fields
+from enswitch.api.fields import INT64_MIN
 from enswitch.api.params import parse_urlencoded, request_params
 from tests import api_helpers as h
 from tests.api_helpers import GET, INT64_MAX, LIST, make_leg
@@ -58,7 +59,6 @@ REQUESTS = hypothesis_settings(
     ],
 )
 
-INT64_MIN = -(2**63)
 
 # --- the contract's parameters, as a model --------------------------------------------------
 
@@ -541,15 +541,15 @@ def test_deeply_nested_json_body_is_a_400_not_a_500(client, world, creds):
 # --- without the database: the fields -------------------------------------------------------
 
 FIELDS = [
-    (model[name], name, filterset.base_filters[name].field)
-    for filterset, model in ((LegFilterSet, LIST_MODEL), (LegGetFilterSet, GET_MODEL))
+    (model[name], name, parameter_fields(endpoint)[name])
+    for endpoint, model in (("list", LIST_MODEL), ("get", GET_MODEL))
     for name in model
 ]
 
 
 def test_the_model_names_every_filter():
-    assert list(LegFilterSet.base_filters) == list(LIST_MODEL)
-    assert list(LegGetFilterSet.base_filters) == list(GET_MODEL)
+    assert list(parameter_fields("list")) == list(LIST_MODEL)
+    assert list(parameter_fields("get")) == list(GET_MODEL)
 
 
 @PURE

@@ -41,7 +41,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from cdrs.filters import LegFilterSet, LegGetFilterSet
+from cdrs.parameters import parameter_fields
 from tests import api_helpers as h
 from tests.api_helpers import GET, INT64_MAX, LIST
 
@@ -292,13 +292,13 @@ def test_every_contract_parameter_is_described(openapi, endpoint):
 
 
 def test_parameters_are_read_from_the_filtersets(openapi):
-    # The schema names exactly the FilterSets' parameters (declared once, in cdrs/filters.py).
-    assert list(LegFilterSet.base_filters) == list(LIST_PARAMS)
-    assert list(LegGetFilterSet.base_filters) == list(GET_PARAMS)
-    from enswitch.api import schema
+    # The schema names exactly the validated parameters (declared once, in cdrs/parameters.py).
+    assert list(parameter_fields("list")) == list(LIST_PARAMS)
+    assert list(parameter_fields("get")) == list(GET_PARAMS)
+    from cdrs import schema
 
-    assert set(schema.LIST_DOCS) == set(LegFilterSet.base_filters)
-    assert set(schema.GET_DOCS) == set(LegGetFilterSet.base_filters)
+    assert set(schema.LIST_DOCS) == set(parameter_fields("list"))
+    assert set(schema.GET_DOCS) == set(parameter_fields("get"))
 
 
 INTEGER_TEXT = st.one_of(
@@ -310,16 +310,18 @@ INTEGER_TEXT = st.one_of(
 
 def _integer_texts() -> list[tuple[str, Any, list[str], list[str]]]:
     """(name, form field, patterns, words) of every parameter that takes an integer text."""
+    from cdrs import schema as cdrs_schema
     from enswitch.api import schema
 
     found = []
-    for filterset, docs in ((LegFilterSet, schema.LIST_DOCS), (LegGetFilterSet, schema.GET_DOCS)):
-        for param in schema.params_of(filterset, docs):
+    for endpoint, docs in (("list", cdrs_schema.LIST_DOCS), ("get", cdrs_schema.GET_DOCS)):
+        fields = parameter_fields(endpoint)
+        for param in schema.params_of(fields, docs):
             refs = [b["$ref"].rsplit("/", 1)[1] for b in branches(param.text) if "$ref" in b]
             if refs:
                 patterns = [schema.SHARED[ref]["pattern"] for ref in refs]
                 words = [w for b in branches(param.text) for w in b.get("enum", [])]
-                field = filterset.base_filters[param.name].field
+                field = fields[param.name]
                 found.append((param.name, field, patterns, words))
     return found
 

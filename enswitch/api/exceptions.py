@@ -13,10 +13,12 @@ from rest_framework.views import set_rollback
 from enswitch.api.envelope import (
     EnswitchError,
     InvalidParameters,
+    RoleForbids,
     ServerFailure,
     envelope,
     http_status,
 )
+from enswitch.api.permissions import DENIALS
 
 log = logging.getLogger("enswitch.api")
 
@@ -29,6 +31,8 @@ def _is_timeout(exc: BaseException) -> bool:
 def as_enswitch_error(exc: BaseException) -> EnswitchError:
     if isinstance(exc, EnswitchError):
         return exc
+    if isinstance(exc, drf.PermissionDenied):  # a permission class said no: 402 or 403
+        return DENIALS.get(exc.get_codes(), RoleForbids)()
     if isinstance(exc, drf.MethodNotAllowed):
         return InvalidParameters([("method", "Use GET or POST.")])
     if isinstance(exc, DatabaseError):

@@ -1,39 +1,33 @@
-"""402 (role) and 403 (rate plan), checked in that order after authentication."""
+"""Denials as Enswitch answers them: 402 (the user's role) and 403 (the rate plan).
+
+A permission class is a predicate, as DRF's are: `has_permission` returns False and
+the class's `code` says which denial it is; DRF raises PermissionDenied with that code
+and message, and enswitch/api/exceptions.py turns it into the envelope of `DENIALS`.
+Authentication (401) has run before any of them; they run in their listed order.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework.permissions import BasePermission
 
-from enswitch.api.envelope import RatePlanForbids, RoleForbids
-from enswitch.api.fields import is_integer_one
-from enswitch.api.params import request_params
+from enswitch.api.envelope import MESSAGES, EnswitchError, RatePlanForbids, RoleForbids
 
 
-class RoleAllowsCdrs(BasePermission):
-    def has_permission(self, request: Any, view: Any) -> bool:
-        role = request.user.role
-        if not (role.allows("cdrs") or role.allows("callshop")):
-            raise RoleForbids()
-        return True
+class RoleDenial(BasePermission):
+    """Base of the checks of the user's role: a False is a 402."""
+
+    code = "role"
+    message = MESSAGES[RoleForbids.code]
 
 
-class RoleAllowsListOptions(BasePermission):
-    """`archive=1` needs the archive privilege; `customer=system` the system owner."""
+class RatePlanDenial(BasePermission):
+    """Base of the checks of the rate plan of the user's customer: a False is a 403."""
 
-    def has_permission(self, request: Any, view: Any) -> bool:
-        params = request_params(request._request)
-        if is_integer_one(params.get("archive")) and not request.user.role.allows("archive"):
-            raise RoleForbids()
-        if params.get("customer") == "system" and not request.user.customer.is_system_owner:
-            raise RoleForbids()
-        return True
+    code = "rate_plan"
+    message = MESSAGES[RatePlanForbids.code]
 
 
-class RatePlanAllowsCdrs(BasePermission):
-    def has_permission(self, request: Any, view: Any) -> bool:
-        plan = request.user.customer.rate_plan
-        if plan is not None and not plan.allows("cdrs"):
-            raise RatePlanForbids()
-        return True
+DENIALS: dict[str, type[EnswitchError]] = {
+    RoleDenial.code: RoleForbids,
+    RatePlanDenial.code: RatePlanForbids,
+}

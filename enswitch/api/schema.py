@@ -1,11 +1,10 @@
-"""The OpenAPI 3 description of `cdrs/list` and `cdrs/get`, built from their FilterSets.
+"""OpenAPI 3 for Enswitch endpoints: what every endpoint shares.
 
-Names, order, enumerations and bounds of the parameters are read from the filters that
-validate them (`LegFilterSet.base_filters`, `LegGetFilterSet.base_filters`) and from
-their form fields (`words`, `minimum`, `maximum`): the parameter list is declared once,
-in cdrs/filters.py. Only what the filters cannot say (defaults, sentences, which
-parameter is required) is written here, in `DOCS`, and a test checks that both name
-the same parameters.
+An app describes each of its endpoints with an `Endpoint` (its parameters' form fields
+in table order, a sentence per parameter, its success envelope, its failure codes) and
+hands it to drf-spectacular with an OpenApiViewExtension whose view_replacement() is
+`described(view, endpoint)` (cdrs/schema.py does so for cdrs/list and cdrs/get). From
+the form fields come each parameter's type, enumeration and bounds:
 
 Every value travels as text in a query string or a form body. A JSON body also takes
 an integer (its decimal text) and `null` (not set). So each parameter gets two schemas:
@@ -15,27 +14,28 @@ an integer (its decimal text) and `null` (not set). So each parameter gets two s
 - JSON: the text schema, or an integer (with `minimum`/`maximum` where the parameter is
   an integer), or null.
 
-An empty value means the parameter's default, so every text schema accepts `""` (except
-`uniqueid`, which is required).
+An empty value means the parameter's default, so every text schema accepts `""`
+(except a required parameter's).
 
 The credentials are two API keys (`auth_username`, `auth_password`); the security
-scheme puts them in the query string, which both methods read.
+scheme puts them in the query string, which both methods read. The envelope, its
+entries and the failure codes are the same for every endpoint.
 
-The extensions below are registered when this module is imported (enswitch/urls.py
-does, for the schema view); they only change how schema generation sees the views.
+The extensions are registered when their modules are imported (enswitch/urls.py
+imports this one, cdrs/apps.py the cdrs one).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiViewExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
-from cdrs.filters import LegFilterSet, LegGetFilterSet
 from enswitch.api.envelope import MESSAGES
 from enswitch.api.fields import (
     INT64_MAX,
@@ -195,12 +195,12 @@ def field_schemas(field: Any, *, required: bool = False) -> tuple[dict, dict]:
     raise TypeError(f"no schema for {type(field).__name__}")
 
 
-def params_of(filterset: type, docs: dict[str, Doc]) -> list[Param]:
-    """Every parameter of a FilterSet, in its declaration (contract) order."""
+def params_of(fields: dict[str, Any], docs: dict[str, Doc]) -> list[Param]:
+    """Every parameter of an endpoint (name -> form field, in contract order)."""
     found = []
-    for name, filter_ in filterset.base_filters.items():
+    for name, field in fields.items():
         doc = docs[name]
-        text, json = field_schemas(filter_.field, required=doc.required)
+        text, json = field_schemas(field, required=doc.required)
         text, json = copy.deepcopy(text), copy.deepcopy(json)
         if doc.default is not None:
             text["default"] = doc.default
@@ -211,100 +211,16 @@ def params_of(filterset: type, docs: dict[str, Doc]) -> list[Param]:
     return found
 
 
-# --- what the filters cannot say -----------------------------------------------------------
+# --- the envelope ------------------------------------------------------------------------
 
-_MATCH = "How `{}` matches: substring, prefix, suffix or equality."
-_NUMBER = "{} number to match, case-sensitively, as `{}` says. Empty: any."
-_TYPE = "{} type, exact. Empty: any."
 
-LIST_DOCS: dict[str, Doc] = {
-    "start": Doc("Unix time: only legs whose start time is >= start.", "0"),
-    "end": Doc("Unix time: only legs whose start time is <= end. Default: now."),
-    "archive": Doc("1: archived legs are included (needs the `archive` privilege).", "0"),
-    "callername_match": Doc(_MATCH.format("callername_number"), "contains"),
-    "callername_number": Doc(
-        "Caller name (despite the parameter's name) to match, case-insensitively. Empty: any.",
-        "",
-    ),
-    "callid": Doc("Exact call id. Empty: any.", ""),
-    "cost_customer": Doc(
-        "Whose costs fill the cost fields: a customer ID (yours or under yours), "
-        "`scustomer` (the leg's source customer) or `card` (the leg's card). "
-        "Default: your customer."
-    ),
-    "customer": Doc(
-        "Whose calls: a customer ID (yours or under yours), `all` (your direct "
-        "sub-customers), `external`, `postpaid`, `prepaid` (those of them with that "
-        "billing type) or `system` (every customer; only for the system owner). "
-        "Default: your customer."
-    ),
-    "direction": Doc("`in`, `out` or `internal`. Empty: any.", ""),
-    "invoice": Doc("Invoice ID the leg is billed on; 0: any.", "0"),
-    "limit": Doc("At most this many rows; 0: all of them.", "0"),
-    "offset": Doc("Skip this many rows first.", "0"),
-    "peer": Doc("Peer ID the leg went through; 0: any.", "0"),
-    "phone": Doc(
-        "Source telephone line: legs with `stype` = `phone` and `snumber` equal to this. "
-        "Empty: any, including legs not from a line.",
-        "",
-    ),
-    "recurse": Doc("1: each selected customer brings all its sub-customers.", "0"),
-    "status": Doc("Exact leg status. Empty: any.", ""),
-    "talktime_maximum": Doc("Talk time <= this many seconds; -1: no limit.", "-1"),
-    "talktime_minimum": Doc("Talk time >= this many seconds.", "0"),
-    "stype": Doc(_TYPE.format("Source"), ""),
-    "smatch": Doc(_MATCH.format("snumber"), "contains"),
-    "snumber": Doc(_NUMBER.format("Source", "smatch"), ""),
-    "ctype": Doc(_TYPE.format("Called"), ""),
-    "cmatch": Doc(_MATCH.format("cnumber"), "contains"),
-    "cnumber": Doc(_NUMBER.format("Called", "cmatch"), ""),
-    "dtype": Doc(_TYPE.format("Destination"), ""),
-    "dmatch": Doc(_MATCH.format("dnumber"), "contains"),
-    "dnumber": Doc(_NUMBER.format("Destination", "dmatch"), ""),
-    "sort": Doc("The row field to order by (`name`: the caller name), then `uniqueid`.", "start"),
-    "descending": Doc("1: sort descending (both keys).", "0"),
-}
+def json_schema_of(hint: Any) -> dict[str, Any]:
+    """The JSON schema of a TypedDict field's type: str, int, float or a Literal of one."""
+    if get_origin(hint) is Literal:
+        values = list(get_args(hint))
+        return {**json_schema_of(type(values[0])), "enum": values}
+    return {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"}}[hint]
 
-GET_DOCS: dict[str, Doc] = {
-    "uniqueid": Doc("The leg's unique id.", required=True),
-    "customer": Doc(
-        "Whose costs fill the cost fields: a customer ID, yours or under yours. "
-        "Default: your customer."
-    ),
-}
-
-# --- the envelope and a row (contract section 5) ------------------------------------------
-
-_INT = {"type": "integer"}
-_STR = {"type": "string"}
-_NUM = {"type": "number"}
-ROW_PROPERTIES: dict[str, dict[str, Any]] = {
-    "uniqueid": _STR,
-    "callid": _STR,
-    "start": _INT,
-    "end": _INT,
-    "talktime": _INT,
-    "totaltime": _INT,
-    "status": _STR,
-    "direction": {"type": "string", "enum": ["in", "out", "internal"]},
-    "stype": _STR,
-    "snumber": _STR,
-    "ctype": _STR,
-    "cnumber": _STR,
-    "dtype": _STR,
-    "dnumber": _STR,
-    "callername": _STR,
-    "scustomer": _INT,
-    "dcustomer": _INT,
-    "peer": _INT,
-    "invoice": _INT,
-    "card": _INT,
-    "archived": {"type": "integer", "enum": [0, 1]},
-    "cost": _NUM,
-    "cost_excluding_tax": _NUM,
-    "cost_including_tax": _NUM,
-    "currency": _STR,
-}
 
 COMPONENTS: dict[str, dict[str, Any]] = {
     "Entry": {
@@ -316,13 +232,6 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "message": {"type": "string"},
         },
         "required": ["code", "key", "message"],
-    },
-    "Row": {
-        "type": "object",
-        "description": "One call leg. Amounts are in the currency of the user's customer.",
-        "properties": copy.deepcopy(ROW_PROPERTIES),
-        "required": list(ROW_PROPERTIES),
-        "additionalProperties": False,
     },
 }
 _RESPONSES = {"type": "array", "items": {"$ref": "#/components/schemas/Entry"}, "minItems": 1}
@@ -341,9 +250,6 @@ def envelope_schema(data: dict[str, Any] | None) -> dict[str, Any]:
     return schema
 
 
-ROW_REF = {"$ref": "#/components/schemas/Row"}
-COMPONENTS["ListEnvelope"] = envelope_schema({"type": "array", "items": ROW_REF})
-COMPONENTS["GetEnvelope"] = envelope_schema(ROW_REF)
 COMPONENTS["ErrorEnvelope"] = envelope_schema(None)
 ERROR_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
 ERROR_WHEN = {
@@ -365,34 +271,23 @@ STATUS_NOTE = (
 
 @dataclass(frozen=True)
 class Endpoint:
-    name: str  # "list" or "get"
+    """What an app says of one of its Enswitch endpoints; the operations follow from it."""
+
+    operation: str  # the operationId's stem, e.g. "cdrs_list"
+    tag: str
     summary: str
-    filterset: type
+    fields: Callable[[], dict[str, Any]]  # parameter name -> form field, in table order
     docs: dict[str, Doc]
     envelope: dict[str, Any]  # of a success
     errors: tuple[int, ...]
 
     @property
     def params(self) -> list[Param]:
-        return params_of(self.filterset, self.docs)
+        return params_of(self.fields(), self.docs)
 
 
-LIST = Endpoint(
-    name="list",
-    summary="List call legs (cdrs/list)",
-    filterset=LegFilterSet,
-    docs=LIST_DOCS,
-    envelope={"$ref": "#/components/schemas/ListEnvelope"},
-    errors=(400, 401, 402, 403, 500),
-)
-GET = Endpoint(
-    name="get",
-    summary="One call leg (cdrs/get)",
-    filterset=LegGetFilterSet,
-    docs=GET_DOCS,
-    envelope={"$ref": "#/components/schemas/GetEnvelope"},
-    errors=(400, 401, 402, 403, 404, 500),
-)
+# Every endpoint described (`described()` registers it), for postprocess().
+ENDPOINTS: list[Endpoint] = []
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -404,7 +299,7 @@ class EnswitchAutoSchema(AutoSchema):
         self.endpoint = endpoint
 
     def get_operation_id(self) -> str:
-        return f"cdrs_{self.endpoint.name}_{self.method.lower()}"
+        return f"{self.endpoint.operation}_{self.method.lower()}"
 
     def get_summary(self) -> str:
         return self.endpoint.summary
@@ -419,7 +314,7 @@ class EnswitchAutoSchema(AutoSchema):
         return f"{where} An empty value means the default. {STATUS_NOTE}"
 
     def get_tags(self) -> list[str]:
-        return ["cdrs"]
+        return [self.endpoint.tag]
 
     def get_override_parameters(self) -> list[OpenApiParameter]:
         if self.method != "GET":
@@ -463,22 +358,11 @@ class EnswitchAutoSchema(AutoSchema):
         return responses
 
 
-def _described(view: type, endpoint: Endpoint) -> type:
+def described(view: type, endpoint: Endpoint) -> type:
+    """`view` with `endpoint`'s description: an OpenApiViewExtension's view_replacement()."""
+    if endpoint not in ENDPOINTS:
+        ENDPOINTS.append(endpoint)
     return type(view.__name__, (view,), {"schema": EnswitchAutoSchema(endpoint)})
-
-
-class CdrListViewSchema(OpenApiViewExtension):
-    target_class = "cdrs.views.CdrListView"
-
-    def view_replacement(self) -> type:
-        return _described(self.target, LIST)
-
-
-class CdrGetViewSchema(OpenApiViewExtension):
-    target_class = "cdrs.views.CdrGetView"
-
-    def view_replacement(self) -> type:
-        return _described(self.target, GET)
 
 
 class EnswitchAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -502,7 +386,7 @@ class EnswitchAuthenticationScheme(OpenApiAuthenticationExtension):
 
 def postprocess(result: dict[str, Any], generator: Any, **kwargs: Any) -> dict[str, Any]:
     """Shared components, and both spellings of each path (with and without the slash)."""
-    for endpoint in (LIST, GET):
+    for endpoint in ENDPOINTS:
         endpoint.params  # noqa: B018 - fills SHARED
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(copy.deepcopy({**COMPONENTS, **SHARED}))

@@ -1,0 +1,181 @@
+"""The query behind an answer: the legs a request selects, ordered, paged, as rows.
+
+Every query starts from `LegQuerySet.visible_to` (the user's scope, cut down to the
+customers the request names), is narrowed by the request's FilterSet, gets the
+columns a row shows beyond the leg's own (its cost, `archived`), and is ordered by
+the sort key, then `uniqueid`. `archive=1` is one UNION ALL of both tables, so one
+statement and one snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import F, QuerySet, Value
+from django.db.models.functions import Coalesce
+
+from cdrs.costs import CostSource, with_costs
+from cdrs.models import ArchivedLeg, Leg, LegBase
+from cdrs.parameters import COST_CUSTOMER_WORDS, GetRequest, ListRequest
+from cdrs.scope import Scope
+from customers.models import PREPAID_BILL_TYPES, BillType, Customer
+from enswitch.db import custom_plans
+
+# From this offset on, a page is found by its legs' ids first.
+DEEP_OFFSET = 1000
+
+
+@dataclass(frozen=True)
+class Page:
+    """The rows of an answer (tuples of the columns asked for, then the sort key)."""
+
+    rows: QuerySet
+    found_by_ids: bool
+
+    @contextmanager
+    def planned(self) -> Iterator[None]:
+        """Run the rows' query inside this block: a page found by ids reads many legs to
+        pick a few, so it is planned with its values (PostgreSQL)."""
+        with custom_plans(self.found_by_ids):
+            yield
+
+
+def list_page(request: ListRequest, columns: tuple[str, ...]) -> Page:
+    """The whole cdrs/list answer as one ordered, sliced query."""
+    shape, selection = request.shape, selected_customers(request)
+    if shape.archive:
+        both = _sorted_rows(request, Leg, selection, columns).union(
+            _sorted_rows(request, ArchivedLeg, selection, columns), all=True
+        )
+        return Page(_slice(_ordered(request, both), shape.offset, shape.limit), False)
+    if finds_page_by_ids(request):
+        return Page(_page_by_ids(request, selection, columns), True)
+    rows = _ordered(request, _sorted_rows(request, Leg, selection, columns))
+    return Page(_slice(rows, shape.offset, shape.limit), False)
+
+
+def get_row(request: GetRequest, columns: tuple[str, ...], *, archive: bool) -> tuple | None:
+    """The leg cdrs/get asks for (live first, then archived if `archive`), or None."""
+    source = _cost_source(request.scope, request.cost_customer)
+    for model in [Leg, ArchivedLeg] if archive else [Leg]:
+        legs = request.filters.filter_queryset(model.objects.visible_to(request.user))
+        rows = _with_columns(legs, model, request.scope, source)
+        found = rows.values_list(*columns).first()
+        if found is not None:
+            return found
+    return None
+
+
+def selected_customers(request: ListRequest) -> QuerySet | list[int] | None:
+    """The customer set S of the contract's table; None means every customer."""
+    shape, viewer = request.shape, request.scope.customer
+    value, customers = shape.customer, Customer.objects.all()
+    if value == "system":
+        return None
+    if value is None or isinstance(value, int):
+        root_id = viewer.pk if value is None else value
+        if not shape.recurse:
+            return [root_id]
+        root = viewer if root_id == viewer.pk else customers.get(pk=root_id)
+        if root.is_system_owner:
+            return None
+        return customers.subtree(root)
+    if shape.recurse:
+        chosen = customers.subtree(viewer, include_self=False)
+    else:
+        chosen = customers.children_of(viewer)
+    if value == "prepaid":
+        chosen = chosen.filter(bill_type__in=PREPAID_BILL_TYPES)
+    elif value in ("postpaid", "external"):
+        chosen = chosen.filter(bill_type=BillType(value))
+    return chosen
+
+
+def finds_page_by_ids(request: ListRequest) -> bool:
+    """Whether the page's live legs are found first (their ids and sort keys only), and
+    rows built for those legs only. With a limit: past a deep offset, in any order but
+    start's, or for a called-number search. Without one (all rows are built anyway):
+    past a deep offset, unless sorted by cost. Never with the archive (one UNION ALL).
+    Why, in figures: bench/README.md, "Figures behind rules in the code"."""
+    shape = request.shape
+    if shape.archive:
+        return False
+    if shape.limit:
+        called = bool(request.filters.form.cleaned_data.get("cnumber"))
+        return shape.offset >= DEEP_OFFSET or shape.sort != "start" or called
+    return shape.offset >= DEEP_OFFSET and shape.sort != "cost"
+
+
+def _legs(request: ListRequest, model: type[LegBase], selection: Any) -> QuerySet:
+    """One table's legs that the user may see and the parameters select."""
+    legs = model.objects.visible_to(request.user, within=selection)
+    return request.filters.filter_queryset(legs)
+
+
+def _cost_source(scope: Scope, value: int | str | None) -> CostSource:
+    if value in COST_CUSTOMER_WORDS:
+        return CostSource(kind=value)
+    return CostSource(kind="customer", customer_id=scope.customer.pk if value is None else value)
+
+
+def _with_columns(qs: QuerySet, model: type[LegBase], scope: Scope, source: CostSource) -> QuerySet:
+    """`qs` with the columns a row shows beyond the leg's own: costs, `archived`."""
+    qs = with_costs(qs, viewer=scope.customer, source=source)
+    return qs.annotate(archived=Value(model.ARCHIVED))
+
+
+def _sort_expression(sort: str) -> Any:
+    if sort == "name":
+        return F("callername")
+    if sort == "totaltime":
+        return F("end") - F("start")
+    if sort == "cost":
+        return F("row_cost")
+    if sort in ("dcustomer", "peer"):
+        # Rows show 0 for "none"; sorting must agree (and NULL placement differs
+        # between the databases).
+        return Coalesce(F(f"{sort}_id"), Value(0))
+    if sort == "scustomer":
+        return F("scustomer_id")
+    return F(sort)
+
+
+def _ordered(request: ListRequest, qs: QuerySet) -> QuerySet:
+    if request.shape.descending:
+        return qs.order_by(F("sort_key").desc(), F("uniqueid").desc())
+    return qs.order_by(F("sort_key").asc(), F("uniqueid").asc())
+
+
+def _sorted_rows(
+    request: ListRequest, model: type[LegBase], selection: Any, columns: tuple[str, ...]
+) -> QuerySet:
+    """One table's rows as `columns` tuples, with the sort key they are ordered by."""
+    source = _cost_source(request.scope, request.shape.cost_customer)
+    rows = _with_columns(_legs(request, model, selection), model, request.scope, source)
+    rows = rows.annotate(sort_key=_sort_expression(request.shape.sort))
+    return rows.values_list(*columns, "sort_key")
+
+
+def _page_by_ids(request: ListRequest, selection: Any, columns: tuple[str, ...]) -> QuerySet:
+    """The page's legs' ids in order (from the covering start/uniqueid index when the
+    sort is by start), then the rows of those legs only."""
+    shape, scope = request.shape, request.scope
+    source = _cost_source(scope, shape.cost_customer)
+    legs = _legs(request, Leg, selection)
+    if shape.sort == "cost":
+        legs = with_costs(legs, viewer=scope.customer, source=source)
+    ids = _ordered(request, legs.annotate(sort_key=_sort_expression(shape.sort))).values("pk")
+    # The ids were chosen under the user's scope and every filter: the rows need
+    # nothing more than the ids.
+    page = Leg.objects.filter(pk__in=_slice(ids, shape.offset, shape.limit))
+    rows = _with_columns(page, Leg, scope, source)
+    rows = rows.annotate(sort_key=_sort_expression(shape.sort))
+    return _ordered(request, rows.values_list(*columns, "sort_key"))
+
+
+def _slice(qs: QuerySet, offset: int, limit: int) -> QuerySet:
+    """`limit=0` means all the rows after `offset`."""
+    return qs[offset : offset + limit] if limit else qs[offset:]
