@@ -762,9 +762,9 @@ def test_random_json_documents_and_bytes(client, world, data, path):
 @pytest.mark.django_db
 @pytest.mark.xfail(
     strict=True,
-    reason="known limit (docs/api.md, section 7): in a multipart body a field named 'start ' (or ' sort') "
-    "is taken as 'start' (Django's multipart parser strips field names), where the query "
-    "string and form bodies ignore it as an unknown key",
+    reason="known limit (docs/api.md, section 7): in a multipart body a field named "
+    "'start ' (or ' sort') is taken as 'start' (Django's multipart parser strips field "
+    "names), where the query string and form bodies ignore it as an unknown key",
 )
 def test_multipart_field_names_are_not_trimmed(client, world):
     qs = creds_bytes(world.reseller).decode()
