@@ -19,7 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from cdrs.dataset.importer.errors import DatasetError, Errors, Place, jsonl_place, main_place
 from cdrs.dataset.importer.legs import LegChecker
 from cdrs.dataset.importer.passwords import hash_passwords
-from cdrs.dataset.importer.pg import pg_empty, pg_session
+from cdrs.dataset.importer.pg import lock_leg_tables, pg_empty, pg_session
 from cdrs.dataset.importer.pg_bulk import Payloads, PgBulkWriter, bulk_payloads, repeated_legs
 from cdrs.dataset.importer.pg_staged import PgStagedWriter
 from cdrs.dataset.importer.processes import cores, quiet_worker
@@ -35,7 +35,6 @@ from cdrs.dataset.importer.sqlite import SqliteWriter
 from cdrs.dataset.importer.tree import check_tree
 from cdrs.dataset.importer.values import show
 from cdrs.dataset.importer.writing import database_errors
-from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
 from enswitch.db import write_transaction
 
 ERROR_LIMIT = 100
@@ -90,9 +89,7 @@ def make_writer(connection: Any, *, bulk: bool | None, expected_legs: int) -> An
     if bulk is None:
         bulk = expected_legs >= BULK_MIN_LEGS
     if bulk and pg_empty(connection):
-        cur = connection.connection.cursor()
-        tables = ", ".join(m._meta.db_table for m in (Leg, ArchivedLeg, LegCost, ArchivedLegCost))
-        cur.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+        lock_leg_tables(connection)
         if pg_empty(connection):  # still, now that nobody else can write
             return PgBulkWriter(connection, replica=replica)
     return PgStagedWriter(connection, replica=replica)

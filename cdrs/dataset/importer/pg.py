@@ -1,23 +1,16 @@
 """Writing legs to PostgreSQL: what the staged and the bulk writers share, and the session."""
 
-# Names spliced into SQL here come from the models' _meta or are constants; values are bound
-# parameters or go through COPY.
-# ruff: noqa: S608
-
 from __future__ import annotations
 
 from typing import Any
 
-from cdrs.dataset.importer.legs import LEG_FIELDS
-from cdrs.dataset.importer.writing import Counts, QuotedTables
+from psycopg import sql
+
+from cdrs.archive import ARCHIVE, LIVE
+from cdrs.dataset.importer.legs import COST_COLUMNS, LEG_COLUMNS, LEG_FIELDS
+from cdrs.dataset.importer.writing import SIDES, Counts, by_side
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
-from customers.models import (
-    Card,
-    Currency,
-    Customer,
-    Invoice,
-    Peer,
-)
+from customers.models import Card, Currency, Customer, Invoice, Peer
 
 INT_FIELDS = frozenset(
     {"start", "end", "talktime", "scustomer", "dcustomer", "peer", "invoice", "card"}
@@ -27,6 +20,26 @@ LEG_TYPES = ["int8" if f in INT_FIELDS else "text" for f in LEG_FIELDS]
 LEG_COPY_TYPES = ["int8", *LEG_TYPES]  # with the id first
 
 
+def identifiers(names: Any) -> sql.Composed:
+    return sql.SQL(", ").join(map(sql.Identifier, names))
+
+
+class PgNames:
+    """Table and column names for psycopg.sql, per side (LIVE, ARCHIVE)."""
+
+    def __init__(self) -> None:
+        self.leg = {side: sql.Identifier(side.leg._meta.db_table) for side in SIDES}
+        self.cost = {side: sql.Identifier(side.cost._meta.db_table) for side in SIDES}
+        self.leg_cols = identifiers(LEG_COLUMNS)
+        self.cost_cols = identifiers(COST_COLUMNS)
+        self.leg_updates = sql.SQL(", ").join(
+            sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in LEG_COLUMNS
+        )
+
+
+LEG_TABLES = (Leg, ArchivedLeg, LegCost, ArchivedLegCost)
+
+
 class PgWriter:
     """What both PostgreSQL ways share: the raw psycopg connection (used from one worker
     thread while the main thread checks the next batch), ids, and the end of the load."""
@@ -34,23 +47,23 @@ class PgWriter:
     threaded = True
 
     def __init__(self, connection: Any, *, replica: bool) -> None:
-        self.t = QuotedTables(connection)
+        self.t = PgNames()
         self.raw = connection.connection
         self.replica = replica
         self.counts = Counts()
-        self.written = {False: False, True: False}  # legs written to each side so far
+        self.written = by_side(bool)  # legs written to each side so far
         cur = self.raw.cursor()
         self.seq = cur.execute(
             "SELECT pg_get_serial_sequence(%s, 'id')", (Leg._meta.db_table,)
         ).fetchone()[0]
         # Every leg, live or archived, takes its id from the live table's sequence, so ids
         # stay unique across both tables (archiving keeps ids).
-        cur.execute(
-            f"SELECT greatest(coalesce(pg_sequence_last_value(%s::regclass), 0), "
-            f"(SELECT coalesce(max(id), 0) FROM {self.t.leg[False]}), "
-            f"(SELECT coalesce(max(id), 0) FROM {self.t.leg[True]}))",
-            (self.seq,),
+        highest = sql.SQL(
+            "SELECT greatest(coalesce(pg_sequence_last_value(%s::regclass), 0), "
+            "(SELECT coalesce(max(id), 0) FROM {live}), "
+            "(SELECT coalesce(max(id), 0) FROM {archive}))"
         )
+        cur.execute(highest.format(live=self.t.leg[LIVE], archive=self.t.leg[ARCHIVE]), (self.seq,))
         self.floor = cur.fetchone()[0]  # every id above this was written by this import
         cur.execute(
             "SELECT setval(%s::regclass, %s, %s)", (self.seq, max(self.floor, 1), self.floor > 0)
@@ -61,9 +74,11 @@ class PgWriter:
         # the table as it now is.
         if self.counts.legs >= 10_000:
             cur = self.raw.cursor()
-            for side in (False, True):
+            for side in SIDES:
                 if self.written[side]:
-                    cur.execute(f"ANALYZE {self.t.leg[side]}, {self.t.cost[side]}")
+                    cur.execute(
+                        sql.SQL("ANALYZE {}, {}").format(self.t.leg[side], self.t.cost[side])
+                    )
 
 
 def pg_session(connection: Any) -> bool:
@@ -82,16 +97,26 @@ def pg_session(connection: Any) -> bool:
         return False
     cur.execute("RELEASE SAVEPOINT enswitch_replica")
     for model in (Customer, Currency, Peer, Card, Invoice):
-        cur.execute(
-            f"WITH l AS (SELECT 1 FROM {model._meta.db_table} FOR KEY SHARE) SELECT count(*) FROM l"
-        )
+        lock = sql.SQL("WITH l AS (SELECT 1 FROM {} FOR KEY SHARE) SELECT count(*) FROM l")
+        cur.execute(lock.format(sql.Identifier(model._meta.db_table)))
     return True
 
 
 def pg_empty(connection: Any) -> bool:
     cur = connection.connection.cursor()
-    tables = [m._meta.db_table for m in (Leg, ArchivedLeg, LegCost, ArchivedLegCost)]
-    cur.execute(
-        " AND ".join(f"NOT EXISTS (SELECT 1 FROM {t})" for t in tables).join(("SELECT ", ""))
+    empty = sql.SQL(" AND ").join(
+        sql.SQL("NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(m._meta.db_table))
+        for m in LEG_TABLES
     )
+    cur.execute(sql.SQL("SELECT {}").format(empty))
     return cur.fetchone()[0]
+
+
+def lock_leg_tables(connection: Any) -> None:
+    """Nobody else writes (or reads) legs until this import ends."""
+    cur = connection.connection.cursor()
+    cur.execute(
+        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+            identifiers(m._meta.db_table for m in LEG_TABLES)
+        )
+    )

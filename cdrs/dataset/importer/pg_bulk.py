@@ -1,25 +1,24 @@
 """Writing legs to an empty PostgreSQL store: COPY straight into the tables."""
 
-# Names spliced into SQL here come from the models' _meta or are constants; values are bound
-# parameters or go through COPY.
-# ruff: noqa: S608
-
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import sql
+
+from cdrs.archive import Tables
 from cdrs.dataset.importer.errors import repeated_uniqueid
 from cdrs.dataset.importer.legs import Batch
-from cdrs.dataset.importer.pg import LEG_COPY_TYPES, PgWriter
-from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
+from cdrs.dataset.importer.pg import LEG_COPY_TYPES, LEG_TABLES, PgWriter
+from cdrs.dataset.importer.writing import SIDES, by_side, other_side, side_of
 
 
 @dataclass(frozen=True)
 class _Ddl:
-    drop: str
-    create: str
+    drop: sql.Composed
+    create: str  # as PostgreSQL describes the index or constraint
 
 
 class PgBulkWriter(PgWriter):
@@ -42,47 +41,59 @@ class PgBulkWriter(PgWriter):
     def __init__(self, connection: Any, *, replica: bool) -> None:
         super().__init__(connection, replica=replica)
         self.next_id = self.floor + 1
-        self.span: dict[bool, _Span] = {False: None, True: None}  # uniqueids written
+        self.span: dict[Tables, _Span] = by_side(lambda: None)  # uniqueids written
         cur = self.raw.cursor()
         t = self.t
-        names = [m._meta.db_table for m in (Leg, ArchivedLeg, LegCost, ArchivedLegCost)]
+        names = [m._meta.db_table for m in LEG_TABLES]
         cur.execute(
-            "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) "
-            "FROM pg_index i WHERE i.indrelid = ANY(%s::regclass[]) AND NOT i.indisprimary "
+            "SELECT n.nspname, x.relname, pg_get_indexdef(i.indexrelid) "
+            "FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = x.relnamespace "
+            "WHERE i.indrelid = ANY(%s::regclass[]) AND NOT i.indisprimary "
             "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid "
-            "AND c.conrelid = i.indrelid) ORDER BY 1",
+            "AND c.conrelid = i.indrelid) ORDER BY 2",
             (names,),
         )
-        self.ddl = [_Ddl(f"DROP INDEX {index}", indexdef) for index, indexdef in cur.fetchall()]
+        self.ddl = [
+            _Ddl(sql.SQL("DROP INDEX {}").format(sql.Identifier(schema, index)), indexdef)
+            for schema, index, indexdef in cur.fetchall()
+        ]
         if not replica:
             cur.execute(
-                "SELECT conname, pg_get_constraintdef(oid), conrelid::regclass::text "
-                "FROM pg_constraint WHERE conrelid = ANY(%s::regclass[]) AND contype = 'f' "
-                "ORDER BY 1",
+                "SELECT c.conname, pg_get_constraintdef(c.oid), n.nspname, r.relname "
+                "FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid "
+                "JOIN pg_namespace n ON n.oid = r.relnamespace "
+                "WHERE c.conrelid = ANY(%s::regclass[]) AND c.contype = 'f' ORDER BY 1",
                 (names,),
             )
-            self.ddl += [
-                _Ddl(
-                    f"ALTER TABLE {table} DROP CONSTRAINT {t.q(conname)}",
-                    f"ALTER TABLE {table} ADD CONSTRAINT {t.q(conname)} {condef}",
+            for conname, condef, schema, table in cur.fetchall():
+                where = (sql.Identifier(schema, table), sql.Identifier(conname))
+                add = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(*where)
+                self.ddl.append(
+                    _Ddl(
+                        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(*where),
+                        add.as_string(self.raw) + condef,
+                    )
                 )
-                for conname, condef, table in cur.fetchall()
-            ]
         for ddl in self.ddl:
             cur.execute(ddl.drop)
         self.copy_leg = {
-            side: f"COPY {t.leg[side]} (id, {t.leg_cols}) FROM STDIN (FORMAT BINARY)"
-            for side in (False, True)
+            side: sql.SQL("COPY {} (id, {}) FROM STDIN (FORMAT BINARY)").format(
+                t.leg[side], t.leg_cols
+            )
+            for side in SIDES
         }
         self.copy_cost = {
-            side: f"COPY {t.cost[side]} (leg_id, {t.cost_cols}) FROM STDIN"
-            for side in (False, True)
+            side: sql.SQL("COPY {} (leg_id, {}) FROM STDIN").format(t.cost[side], t.cost_cols)
+            for side in SIDES
         }
         # The batch's legs, found by their id range, looked up in the other table.
         self.across = {
-            side: f"SELECT l.uniqueid FROM {t.leg[side]} l JOIN {t.leg[not side]} o "
-            "ON o.uniqueid = l.uniqueid WHERE l.id BETWEEN %s AND %s"
-            for side in (False, True)
+            side: sql.SQL(
+                "SELECT l.uniqueid FROM {} l JOIN {} o "
+                "ON o.uniqueid = l.uniqueid WHERE l.id BETWEEN %s AND %s"
+            ).format(t.leg[side], t.leg[other_side(side)])
+            for side in SIDES
         }
 
     def reserve(self, n: int) -> int:
@@ -106,7 +117,7 @@ class PgBulkWriter(PgWriter):
         import psycopg
 
         cur = self.raw.cursor()
-        for side in (False, True):
+        for side in SIDES:
             legs, costs, span = payloads[side]
             if legs:
                 try:
@@ -122,18 +133,18 @@ class PgBulkWriter(PgWriter):
                     copy.write(costs)
         # A uniqueid of the batch may already be in the other table only if the batch's
         # uniqueids and the other table's overlap: rarely so for legs in time order.
-        looks = [side for side in (False, True) if _overlap(payloads[side][2], self.span[not side])]
+        looks = [side for side in SIDES if _overlap(payloads[side][2], self.span[other_side(side)])]
         if looks:
             # Plans fixed by hand: the statistics still describe empty tables, and a
             # sequential scan here would read the whole table for every batch.
             for setting in _PLAN_BY_HAND:
-                cur.execute(f"SET LOCAL {setting} = off")
+                cur.execute(sql.SQL("SET LOCAL {} = off").format(sql.Identifier(setting)))
             twice: set[str] = set()
             for side in looks:
                 cur.execute(self.across[side], (first, last))
                 twice.update(uid for (uid,) in cur.fetchall())
             for setting in _PLAN_BY_HAND:
-                cur.execute(f"SET LOCAL {setting} = DEFAULT")
+                cur.execute(sql.SQL("SET LOCAL {} = DEFAULT").format(sql.Identifier(setting)))
             if twice:
                 return twice
         return None
@@ -152,10 +163,10 @@ class PgBulkWriter(PgWriter):
 
 _PLAN_BY_HAND = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
 
-# Per side (False: live, True: archive): the legs' COPY data (binary), the costs' (text),
-# and the smallest and largest uniqueid of the legs.
+# Per side (LIVE, ARCHIVE): the legs' COPY data (binary), the costs' (text), and the
+# smallest and largest uniqueid of the legs.
 _Span = tuple[str, str] | None
-Payloads = dict[bool, tuple[bytes | None, bytes | None, _Span]]
+Payloads = dict[Tables, tuple[bytes | None, bytes | None, _Span]]
 
 
 def bulk_payloads(batch: Batch, first: int) -> Payloads:
@@ -168,9 +179,9 @@ def bulk_payloads(batch: Batch, first: int) -> Payloads:
 
     flags = batch.archived
     payloads: Payloads = {}
-    for side in (False, True):
+    for side in SIDES:
         legs = costs = span = None
-        rows = [(first + k, *row) for k, row in enumerate(batch.rows) if flags[k] == side]
+        rows = [(first + k, *row) for k, row in enumerate(batch.rows) if side_of(flags[k]) == side]
         if rows:
             uids = [row[1] for row in rows]
             span = (min(uids), max(uids))
@@ -184,7 +195,7 @@ def bulk_payloads(batch: Batch, first: int) -> Payloads:
                 data += formatter.write_row(row)
             data += formatter.end()
             legs = bytes(data)
-        cost_rows = [(first + k, *rest) for k, *rest in batch.costs if flags[k] == side]
+        cost_rows = [(first + k, *rest) for k, *rest in batch.costs if side_of(flags[k]) == side]
         if cost_rows:
             formatter = TextFormatter(Transformer())
             data = bytearray()

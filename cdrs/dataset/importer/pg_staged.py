@@ -1,16 +1,19 @@
 """Writing legs to PostgreSQL through staging tables: for a store that holds legs already."""
 
-# Names spliced into SQL here come from the models' _meta or are constants; values are bound
-# parameters or go through COPY.
-# ruff: noqa: S608
-
 from __future__ import annotations
 
 from typing import Any
 
+from psycopg import sql
+
+from cdrs.archive import ARCHIVE, LIVE
 from cdrs.dataset.importer.errors import repeated_uniqueid
 from cdrs.dataset.importer.legs import COST_COLUMNS, LEG_COLUMNS, LEG_FIELDS, Batch
 from cdrs.dataset.importer.pg import INT_FIELDS, LEG_TYPES, PgWriter
+from cdrs.dataset.importer.writing import SIDES, by_side, other_side, side_of
+
+_STAGED_LEG = sql.Identifier("enswitch_import_leg")
+_STAGED_COST = sql.Identifier("enswitch_import_cost")
 
 
 class PgStagedWriter(PgWriter):
@@ -24,44 +27,65 @@ class PgStagedWriter(PgWriter):
         super().__init__(connection, replica=replica)
         cur = self.raw.cursor()
         t = self.t
-        for side in (False, True):
-            cur.execute(f"SELECT EXISTS (SELECT 1 FROM {t.leg[side]})")
+        for side in SIDES:
+            cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(t.leg[side]))
             self.written[side] = cur.fetchone()[0]  # "may hold a uniqueid of this import"
         # "C" like the tables' columns, so that comparing the two can use their indexes.
-        text = 'text COLLATE "C"'
-        cols = ", ".join(
-            f"{t.q(c)} {'bigint' if f in INT_FIELDS else text}"
+        text = sql.SQL('text COLLATE "C"')
+        cols = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(
+                sql.Identifier(c), sql.SQL("bigint") if f in INT_FIELDS else text
+            )
             for f, c in zip(LEG_FIELDS, LEG_COLUMNS, strict=True)
+        )
+        cost_types = ("bigint", "bigint", "numeric", "numeric", "text")
+        cost_cols = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(kind))
+            for c, kind in zip(COST_COLUMNS, cost_types, strict=True)
         )
         cur.execute(
             "DROP TABLE IF EXISTS pg_temp.enswitch_import_leg, pg_temp.enswitch_import_cost"
         )
         cur.execute(
-            "CREATE TEMP TABLE enswitch_import_leg "
-            f"(line bigint, id bigint, archived boolean, {cols}) ON COMMIT DROP"
+            sql.SQL(
+                "CREATE TEMP TABLE {} (line bigint, id bigint, archived boolean, {}) ON COMMIT DROP"
+            ).format(_STAGED_LEG, cols)
         )
         cur.execute(
-            "CREATE TEMP TABLE enswitch_import_cost (leg_id bigint, archived boolean, "
-            f"{t.q(COST_COLUMNS[0])} bigint, {t.q(COST_COLUMNS[1])} bigint, "
-            f"{t.q(COST_COLUMNS[2])} numeric, {t.q(COST_COLUMNS[3])} numeric, "
-            f"{t.q(COST_COLUMNS[4])} text) ON COMMIT DROP"
+            sql.SQL(
+                "CREATE TEMP TABLE {} (leg_id bigint, archived boolean, {}) ON COMMIT DROP"
+            ).format(_STAGED_COST, cost_cols)
         )
-        self.copy_leg = (
-            f"COPY enswitch_import_leg (line, id, archived, {t.leg_cols}) "
-            "FROM STDIN (FORMAT BINARY)"
+        self.copy_leg = sql.SQL(
+            "COPY {} (line, id, archived, {}) FROM STDIN (FORMAT BINARY)"
+        ).format(_STAGED_LEG, t.leg_cols)
+        self.copy_cost = sql.SQL("COPY {} (leg_id, archived, {}) FROM STDIN").format(
+            _STAGED_COST, t.cost_cols
         )
-        self.copy_cost = f"COPY enswitch_import_cost (leg_id, archived, {t.cost_cols}) FROM STDIN"
         self.upsert = {
-            side: f"INSERT INTO {t.leg[side]} (id, {t.leg_cols}) "
-            f"SELECT id, {t.leg_cols} FROM enswitch_import_leg "
-            f"WHERE archived = {str(side).lower()} ON CONFLICT (id) DO UPDATE SET {t.leg_updates}"
-            for side in (False, True)
+            side: sql.SQL(
+                "INSERT INTO {leg} (id, {cols}) SELECT id, {cols} FROM {staged} "
+                "WHERE archived = {archived} ON CONFLICT (id) DO UPDATE SET {updates}"
+            ).format(
+                leg=t.leg[side],
+                cols=t.leg_cols,
+                staged=_STAGED_LEG,
+                archived=sql.Literal(side == ARCHIVE),
+                updates=t.leg_updates,
+            )
+            for side in SIDES
         }
         self.insert_costs = {
-            side: f"INSERT INTO {t.cost[side]} (leg_id, {t.cost_cols}) "
-            f"SELECT leg_id, {t.cost_cols} FROM enswitch_import_cost "
-            f"WHERE archived = {str(side).lower()}"
-            for side in (False, True)
+            side: sql.SQL(
+                "INSERT INTO {cost} (leg_id, {cols}) SELECT leg_id, {cols} FROM {staged} "
+                "WHERE archived = {archived}"
+            ).format(
+                cost=t.cost[side],
+                cols=t.cost_cols,
+                staged=_STAGED_COST,
+                archived=sql.Literal(side == ARCHIVE),
+            )
+            for side in SIDES
         }
 
     def write(self, batch: Batch) -> list[str]:
@@ -79,16 +103,16 @@ class PgStagedWriter(PgWriter):
             for k, *rest in batch.costs:
                 copy.write_row((ids[k], flags[k], *rest))
 
-        if self.written[False] or self.written[True]:
+        if self.written[LIVE] or self.written[ARCHIVE]:
             problems = self._resolve_stored(cur, batch, ids)
             if problems:
                 return problems
-        for side in (False, True):
-            if any(flag == side for flag in flags):
+        for side in SIDES:
+            if any(side_of(flag) == side for flag in flags):
                 cur.execute(self.upsert[side])
                 self.written[side] = True
-        for side in (False, True):
-            if any(flags[k] == side for k, *_ in batch.costs):
+        for side in SIDES:
+            if any(side_of(flags[k]) == side for k, *_ in batch.costs):
                 cur.execute(self.insert_costs[side])
         self.counts.add(batch)
         return []
@@ -98,53 +122,63 @@ class PgStagedWriter(PgWriter):
         table with their id; a leg this import already wrote is a duplicate."""
         t = self.t
         looks = [
-            f"LEFT JOIN LATERAL (SELECT id FROM {t.leg[side]} WHERE uniqueid = s.uniqueid) "
-            f"{alias} ON true"
+            sql.SQL(
+                "LEFT JOIN LATERAL (SELECT id FROM {} WHERE uniqueid = s.uniqueid) {} ON true"
+            ).format(t.leg[side], sql.Identifier(alias))
             if self.written[side]
-            else f"LEFT JOIN LATERAL (SELECT NULL::bigint AS id) {alias} ON true"
-            for side, alias in ((False, "h"), (True, "a"))
+            else sql.SQL("LEFT JOIN LATERAL (SELECT NULL::bigint AS id) {} ON true").format(
+                sql.Identifier(alias)
+            )
+            for side, alias in ((LIVE, "h"), (ARCHIVE, "a"))
         ]
         # LATERAL lookups: one index probe per staged leg, whatever the planner thinks of
         # the (never analyzed) temporary table.
         cur.execute(
-            f"SELECT s.id, s.archived, h.id, a.id FROM enswitch_import_leg s {' '.join(looks)} "
-            "WHERE h.id IS NOT NULL OR a.id IS NOT NULL"
+            sql.SQL(
+                "SELECT s.id, s.archived, h.id, a.id FROM {} s {} "
+                "WHERE h.id IS NOT NULL OR a.id IS NOT NULL"
+            ).format(_STAGED_LEG, sql.SQL(" ").join(looks))
         )
         found = cur.fetchall()
         if not found:
             return []
         index = {leg_id: k for k, leg_id in enumerate(ids)}
         problems, old, new = [], [], []
-        drop_costs: dict[bool, list[int]] = {False: [], True: []}
-        drop_legs: dict[bool, list[int]] = {False: [], True: []}
-        for staged, side, live_id, archived_id in found:
-            same, other = (archived_id, live_id) if side else (live_id, archived_id)
+        drop_costs = by_side()
+        drop_legs = by_side()
+        for staged, archived, live_id, archived_id in found:
+            side = side_of(archived)
+            same, other = (archived_id, live_id) if archived else (live_id, archived_id)
             if max(same or 0, other or 0) > self.floor:
                 problems.append(repeated_uniqueid(batch, index[staged]))
                 continue
             if other is not None:
-                drop_costs[not side].append(other)
-                drop_legs[not side].append(other)
+                drop_costs[other_side(side)].append(other)
+                drop_legs[other_side(side)].append(other)
             if same is not None:
                 drop_costs[side].append(same)
             old.append(staged)
             new.append(same if same is not None else other)
         if problems:
             return problems
-        for side in (False, True):
+        for side in SIDES:
             if drop_costs[side]:
                 cur.execute(
-                    f"DELETE FROM {t.cost[side]} WHERE leg_id = ANY(%s::bigint[])",
+                    sql.SQL("DELETE FROM {} WHERE leg_id = ANY(%s::bigint[])").format(t.cost[side]),
                     (drop_costs[side],),
                 )
             if drop_legs[side]:
                 cur.execute(
-                    f"DELETE FROM {t.leg[side]} WHERE id = ANY(%s::bigint[])", (drop_legs[side],)
+                    sql.SQL("DELETE FROM {} WHERE id = ANY(%s::bigint[])").format(t.leg[side]),
+                    (drop_legs[side],),
                 )
-        for table, column in (("enswitch_import_leg", "id"), ("enswitch_import_cost", "leg_id")):
+        for table, column in ((_STAGED_LEG, "id"), (_STAGED_COST, "leg_id")):
             cur.execute(
-                f"UPDATE {table} s SET {column} = m.new FROM unnest(%s::bigint[], %s::bigint[]) "
-                f"AS m(old, new) WHERE s.{column} = m.old",
+                sql.SQL(
+                    "UPDATE {table} s SET {column} = m.new "
+                    "FROM unnest(%s::bigint[], %s::bigint[]) AS m(old, new) "
+                    "WHERE s.{column} = m.old"
+                ).format(table=table, column=sql.Identifier(column)),
                 (old, new),
             )
         return []

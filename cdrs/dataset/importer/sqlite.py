@@ -1,17 +1,20 @@
 """Writing legs to SQLite."""
 
-# Names spliced into SQL here come from the models' _meta or are constants; values are bound
-# parameters or go through COPY.
-# ruff: noqa: S608
-
 from __future__ import annotations
 
 from typing import Any
 
+from cdrs.archive import Tables
 from cdrs.dataset.importer.errors import repeated_uniqueid
 from cdrs.dataset.importer.legs import COST_COLUMNS, LEG_COLUMNS, Batch
-from cdrs.dataset.importer.writing import Counts, QuotedTables
+from cdrs.dataset.importer.writing import SIDES, Counts, by_side, other_side, side_of
 from cdrs.models import Leg
+
+
+def _statement(template: str, **names: str) -> str:
+    """A statement with names (quoted by Django's quote_name) put in place of {name}: the
+    SQLite counterpart of psycopg.sql, for the raw sqlite3 cursor; values stay `?`."""
+    return template.format(**names)
 
 
 class SqliteWriter:
@@ -22,62 +25,84 @@ class SqliteWriter:
     threaded = False
 
     def __init__(self, connection: Any) -> None:
-        self.t = QuotedTables(connection)
+        q = connection.ops.quote_name
         self.raw = connection.connection
+        self.leg = {side: q(side.leg._meta.db_table) for side in SIDES}
+        self.cost = {side: q(side.cost._meta.db_table) for side in SIDES}
+        leg_cols = ", ".join(q(c) for c in LEG_COLUMNS)
+        cost_cols = ", ".join(q(c) for c in COST_COLUMNS)
+        updates = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in LEG_COLUMNS)
         cur = self.raw.cursor()
         seq = cur.execute(
             "SELECT seq FROM sqlite_sequence WHERE name = ?", (Leg._meta.db_table,)
         ).fetchone()
         highest = [seq[0] if seq else 0] + [
-            cur.execute(f"SELECT max(id) FROM {self.t.leg[side]}").fetchone()[0] or 0
-            for side in (False, True)
+            cur.execute(_statement("SELECT max(id) FROM {leg}", leg=self.leg[side])).fetchone()[0]
+            or 0
+            for side in SIDES
         ]
         self.floor = max(highest)  # every id above this was written by this import
         self.next_id = self.floor + 1
         self.counts = Counts()
-        placeholders = ", ".join(["?"] * (len(LEG_COLUMNS) + 1))
         self.insert_leg = {
-            side: f"INSERT INTO {self.t.leg[side]} (id, {self.t.leg_cols}) VALUES ({placeholders}) "
-            f"ON CONFLICT (id) DO UPDATE SET {self.t.leg_updates}"
-            for side in (False, True)
+            side: _statement(
+                "INSERT INTO {leg} (id, {cols}) VALUES ({marks}) "
+                "ON CONFLICT (id) DO UPDATE SET {updates}",
+                leg=self.leg[side],
+                cols=leg_cols,
+                marks=", ".join(["?"] * (len(LEG_COLUMNS) + 1)),
+                updates=updates,
+            )
+            for side in SIDES
         }
         self.insert_cost = {
-            side: f"INSERT INTO {self.t.cost[side]} (leg_id, {self.t.cost_cols}) "
-            f"VALUES ({', '.join(['?'] * (len(COST_COLUMNS) + 1))})"
-            for side in (False, True)
+            side: _statement(
+                "INSERT INTO {cost} (leg_id, {cols}) VALUES ({marks})",
+                cost=self.cost[side],
+                cols=cost_cols,
+                marks=", ".join(["?"] * (len(COST_COLUMNS) + 1)),
+            )
+            for side in SIDES
+        }
+        self.delete_costs = {
+            side: _statement("DELETE FROM {cost} WHERE leg_id = ?", cost=self.cost[side])
+            for side in SIDES
+        }
+        self.delete_legs = {
+            side: _statement("DELETE FROM {leg} WHERE id = ?", leg=self.leg[side]) for side in SIDES
         }
 
-    def _stored_ids(self, side: bool, uids: list[str]) -> dict[str, int]:
+    def _stored_ids(self, side: Tables, uids: list[str]) -> dict[str, int]:
         cur = self.raw.cursor()
         found: dict[str, int] = {}
         for i in range(0, len(uids), 500):
             chunk = uids[i : i + 500]
-            marks = ", ".join(["?"] * len(chunk))
-            found.update(
-                cur.execute(
-                    f"SELECT uniqueid, id FROM {self.t.leg[side]} WHERE uniqueid IN ({marks})",
-                    chunk,
-                )
+            select = _statement(
+                "SELECT uniqueid, id FROM {leg} WHERE uniqueid IN ({marks})",
+                leg=self.leg[side],
+                marks=", ".join(["?"] * len(chunk)),
             )
+            found.update(cur.execute(select, chunk))
         return found
 
     def write(self, batch: Batch) -> list[str]:
         uids = [row[0] for row in batch.rows]
-        stored = {side: self._stored_ids(side, uids) for side in (False, True)}
+        stored = {side: self._stored_ids(side, uids) for side in SIDES}
         problems: list[str] = []
         ids: list[int] = []
-        legs: dict[bool, list[tuple[Any, ...]]] = {False: [], True: []}
-        drop_costs: dict[bool, list[tuple[int]]] = {False: [], True: []}
-        drop_legs: dict[bool, list[tuple[int]]] = {False: [], True: []}
+        legs = by_side()
+        drop_costs = by_side()
+        drop_legs = by_side()
         for k, row in enumerate(batch.rows):
-            side = batch.archived[k]
-            same, other = stored[side].get(row[0]), stored[not side].get(row[0])
+            side = side_of(batch.archived[k])
+            other_table = other_side(side)
+            same, other = stored[side].get(row[0]), stored[other_table].get(row[0])
             if max(same or 0, other or 0) > self.floor:
                 problems.append(repeated_uniqueid(batch, k))
                 continue
             if other is not None:  # changes sides: leaves the other table, keeps its id
-                drop_costs[not side].append((other,))
-                drop_legs[not side].append((other,))
+                drop_costs[other_table].append((other,))
+                drop_legs[other_table].append((other,))
             if same is not None:
                 leg_id = same
                 drop_costs[side].append((same,))
@@ -91,16 +116,16 @@ class SqliteWriter:
         if problems:
             return problems
         cur = self.raw.cursor()
-        for side in (False, True):
-            cur.executemany(f"DELETE FROM {self.t.cost[side]} WHERE leg_id = ?", drop_costs[side])
-            cur.executemany(f"DELETE FROM {self.t.leg[side]} WHERE id = ?", drop_legs[side])
-        for side in (False, True):
+        for side in SIDES:
+            cur.executemany(self.delete_costs[side], drop_costs[side])
+            cur.executemany(self.delete_legs[side], drop_legs[side])
+        for side in SIDES:
             cur.executemany(self.insert_leg[side], legs[side])
-        for side in (False, True):
-            cur.executemany(
-                self.insert_cost[side],
-                [(ids[k], *rest) for k, *rest in batch.costs if batch.archived[k] == side],
-            )
+        costs = by_side()
+        for k, *rest in batch.costs:
+            costs[side_of(batch.archived[k])].append((ids[k], *rest))
+        for side in SIDES:
+            cur.executemany(self.insert_cost[side], costs[side])
         self.counts.add(batch)
         return []
 

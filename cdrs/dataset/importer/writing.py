@@ -1,4 +1,5 @@
-"""What every leg writer shares: quoted table names, counts, the database's errors."""
+"""What every leg writer shares: the two sides (live and archive), counts, the database's
+errors."""
 
 from __future__ import annotations
 
@@ -6,21 +7,24 @@ from typing import Any
 
 from django.db import DatabaseError
 
-from cdrs.dataset.importer.legs import COST_COLUMNS, LEG_COLUMNS, Batch
-from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
+from cdrs.archive import ARCHIVE, LIVE, Tables
+from cdrs.dataset.importer.legs import Batch
+
+# A leg's side: the live tables or the archive (its "archived" flag).
+SIDES = (LIVE, ARCHIVE)
 
 
-class QuotedTables:
-    """Quoted table and column names, per side (False: live, True: archive)."""
+def side_of(archived: bool) -> Tables:
+    return ARCHIVE if archived else LIVE
 
-    def __init__(self, connection: Any) -> None:
-        q = connection.ops.quote_name
-        self.q = q
-        self.leg = {False: q(Leg._meta.db_table), True: q(ArchivedLeg._meta.db_table)}
-        self.cost = {False: q(LegCost._meta.db_table), True: q(ArchivedLegCost._meta.db_table)}
-        self.leg_cols = ", ".join(q(c) for c in LEG_COLUMNS)
-        self.cost_cols = ", ".join(q(c) for c in COST_COLUMNS)
-        self.leg_updates = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in LEG_COLUMNS)
+
+def other_side(side: Tables) -> Tables:
+    return LIVE if side == ARCHIVE else ARCHIVE
+
+
+def by_side(make: Any = list) -> dict[Tables, Any]:
+    """One fresh value per side: {LIVE: make(), ARCHIVE: make()}."""
+    return {side: make() for side in SIDES}
 
 
 class Counts:
