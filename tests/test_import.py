@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from cdrs.dataset.generator import generate
 from cdrs.dataset.importer import DatasetError, ImportResult, import_dataset
@@ -437,6 +438,34 @@ def test_both_postgresql_ways_store_the_same(bulk):
     load(data, bulk=not bulk)
 
     assert snapshot() == first
+
+
+def _leg_table_ddl() -> list[tuple[str, str]]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = ANY(%s::regclass[]) UNION ALL "
+            "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+            "WHERE indrelid = ANY(%s::regclass[]) ORDER BY 1, 2",
+            [[m._meta.db_table for m in (Leg, ArchivedLeg, LegCost, ArchivedLegCost)]] * 2,
+        )
+        return cur.fetchall()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the bulk way is PostgreSQL's")
+def test_bulk_without_the_privilege_to_skip_triggers_restores_keys_and_indexes(monkeypatch):
+    from cdrs.dataset.importer import loader
+
+    monkeypatch.setattr(loader, "pg_session", lambda connection: False)
+    before = _leg_table_ddl()
+
+    # The main file's objects and the legs in one import, as an operator loads them.
+    legs = [a_leg(f"k.{i}", archived=i % 2 == 0) for i in range(20)]
+    result = load(example(cdrs=[]), legs, bulk=True)
+
+    assert result.method.startswith("postgresql (bulk")
+    assert _leg_table_ddl() == before
+    assert (Leg.objects.count(), ArchivedLeg.objects.count()) == (10, 10)
 
 
 # --- JSONL and standard input -----------------------------------------------------------

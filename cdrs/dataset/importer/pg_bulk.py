@@ -75,6 +75,9 @@ class PgBulkWriter(PgWriter):
                         add.as_string(self.raw) + condef,
                     )
                 )
+            # A table with deferred foreign-key checks pending (the objects this import
+            # just wrote) cannot be altered: run those checks now.
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
         for ddl in self.ddl:
             cur.execute(ddl.drop)
         self.copy_leg = {
