@@ -779,6 +779,43 @@ def test_a_uniqueid_twice_once_archived_and_once_not(bulk):
     assert any('"t.4" appears more than once in this import' in m for m in messages), messages
 
 
+STORED_WAYS = {
+    "bulk asked (the store holds legs: staged)": {"bulk": True},
+    "staged": {"bulk": False},
+}
+
+
+@pytest.mark.parametrize("way", STORED_WAYS.values(), ids=STORED_WAYS.keys())
+def test_a_stored_leg_named_in_two_jsonl_batches_is_refused(way):
+    load(example(cdrs=[]))
+    load(None, [a_leg("s.1"), a_leg("s.2")])
+    before = snapshot()
+
+    legs = [a_leg("s.1", callid="first"), a_leg("n.1"), a_leg("s.1", archived=True)]
+    messages = errors_of(None, legs, batch_size=1, **way)
+
+    assert messages == ['cdrs.jsonl line 3: uniqueid: "s.1" appears more than once in this import']
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("way", STORED_WAYS.values(), ids=STORED_WAYS.keys())
+def test_a_stored_leg_named_in_the_main_file_and_in_jsonl_is_refused(way):
+    load(example(cdrs=[]))
+    load(None, [a_leg("s.1")])
+
+    messages = errors_of({"cdrs": [a_leg("s.1")]}, [a_leg("s.1", talktime=1)], **way)
+
+    assert messages == ['cdrs.jsonl line 1: uniqueid: "s.1" appears more than once in this import']
+
+
+def test_a_new_leg_named_twice_into_an_empty_store_is_refused_by_the_bulk_way_too():
+    load(example(cdrs=[]))
+
+    messages = errors_of({"cdrs": [a_leg("n.1")]}, [a_leg("n.1")], bulk=True)
+
+    assert messages == ['cdrs.jsonl line 1: uniqueid: "n.1" appears more than once in this import']
+
+
 WAYS = {
     "bulk, checked in worker processes": {"bulk": True, "workers": 2},
     "bulk, checked here": {"bulk": True, "workers": 0},

@@ -8,7 +8,7 @@ from psycopg import sql
 
 from cdrs.archive import ARCHIVE, LIVE
 from cdrs.dataset.importer.legs import COST_COLUMNS, LEG_COLUMNS, LEG_FIELDS
-from cdrs.dataset.importer.writing import SIDES, Counts, by_side
+from cdrs.dataset.importer.writing import SIDES, Counts, StoredLegsNamed, by_side
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
 from customers.models import Card, Currency, Customer, Invoice, Peer
 
@@ -51,6 +51,7 @@ class PgWriter:
         self.raw = connection.connection
         self.replica = replica
         self.counts = Counts()
+        self.named = StoredLegsNamed()
         self.written = by_side(bool)  # legs written to each side so far
         cur = self.raw.cursor()
         self.seq = cur.execute(

@@ -149,7 +149,8 @@ class PgStagedWriter(PgWriter):
         for staged, archived, live_id, archived_id in found:
             side = side_of(archived)
             same, other = (archived_id, live_id) if archived else (live_id, archived_id)
-            if max(same or 0, other or 0) > self.floor:
+            stored_id = same if same is not None else other
+            if max(same or 0, other or 0) > self.floor or not self.named.first_time(stored_id):
                 problems.append(repeated_uniqueid(batch, index[staged]))
                 continue
             if other is not None:

@@ -7,7 +7,14 @@ from typing import Any
 from cdrs.archive import Tables
 from cdrs.dataset.importer.errors import repeated_uniqueid
 from cdrs.dataset.importer.legs import COST_COLUMNS, LEG_COLUMNS, Batch
-from cdrs.dataset.importer.writing import SIDES, Counts, by_side, other_side, side_of
+from cdrs.dataset.importer.writing import (
+    SIDES,
+    Counts,
+    StoredLegsNamed,
+    by_side,
+    other_side,
+    side_of,
+)
 from cdrs.models import Leg
 
 
@@ -44,6 +51,7 @@ class SqliteWriter:
         self.floor = max(highest)  # every id above this was written by this import
         self.next_id = self.floor + 1
         self.counts = Counts()
+        self.named = StoredLegsNamed()
         self.insert_leg = {
             side: _statement(
                 "INSERT INTO {leg} (id, {cols}) VALUES ({marks}) "
@@ -97,7 +105,10 @@ class SqliteWriter:
             side = side_of(batch.archived[k])
             other_table = other_side(side)
             same, other = stored[side].get(row[0]), stored[other_table].get(row[0])
-            if max(same or 0, other or 0) > self.floor:
+            stored_id = same if same is not None else other
+            if stored_id is not None and (
+                max(same or 0, other or 0) > self.floor or not self.named.first_time(stored_id)
+            ):
                 problems.append(repeated_uniqueid(batch, k))
                 continue
             if other is not None:  # changes sides: leaves the other table, keeps its id

@@ -27,6 +27,32 @@ def by_side(make: Any = list) -> dict[Tables, Any]:
     return {side: make() for side in SIDES}
 
 
+class StoredLegsNamed:
+    """Ids of legs stored before this import that it has named: each may be named once
+    (a uniqueid appears once in an import). A bit per id up to a bound, a set beyond."""
+
+    BITS = 1 << 32
+
+    def __init__(self) -> None:
+        self.bits = bytearray()
+        self.beyond: set[int] = set()
+
+    def first_time(self, leg_id: int) -> bool:
+        """Whether this is the first time; from now on it is not."""
+        if leg_id >= self.BITS:
+            if leg_id in self.beyond:
+                return False
+            self.beyond.add(leg_id)
+            return True
+        byte, bit = leg_id >> 3, 1 << (leg_id & 7)
+        if byte >= len(self.bits):
+            self.bits.extend(bytes(max(byte + 1, 2 * len(self.bits)) - len(self.bits)))
+        if self.bits[byte] & bit:
+            return False
+        self.bits[byte] |= bit
+        return True
+
+
 class Counts:
     def __init__(self) -> None:
         self.legs = 0
