@@ -8,9 +8,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.auth import password_validation
+from django.contrib.auth.forms import SetPasswordMixin
 from django.contrib.auth.hashers import identify_hasher
-from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -301,24 +300,15 @@ class CustomerAdmin(BaseAdmin):
 # --- API users -----------------------------------------------------------------------
 
 
-class ApiUserForm(forms.ModelForm):
-    """Takes a new password in plain text and keeps only its hash (User.set_password).
+class ApiUserForm(SetPasswordMixin, forms.ModelForm):
+    """Takes a new password in plain text and keeps only its hash (Django's
+    SetPasswordMixin: confirmation, the password validators, set_password).
 
     Required when adding; left empty on a change, the stored hash is kept.
     """
 
-    new_password1 = forms.CharField(
-        label="New password",
-        required=False,
-        strip=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text=password_validation.password_validators_help_text_html(),
-    )
-    new_password2 = forms.CharField(
-        label="New password (again)",
-        required=False,
-        strip=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    new_password1, new_password2 = SetPasswordMixin.create_password_fields(
+        label1="New password", label2="New password (again)"
     )
 
     class Meta:
@@ -327,39 +317,35 @@ class ApiUserForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.instance._state.adding:
+        if not self.instance._state.adding:
             for name in ("new_password1", "new_password2"):
                 if name in self.fields:
-                    self.fields[name].required = True
-        elif "new_password1" in self.fields:
-            self.fields["new_password1"].help_text = (
-                "Leave empty to keep the current password. "
-                + str(self.fields["new_password1"].help_text)
-            )
+                    self.fields[name].required = False
+            if "new_password1" in self.fields:
+                self.fields["new_password1"].help_text = (
+                    "Leave empty to keep the current password. "
+                    + str(self.fields["new_password1"].help_text)
+                )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        first, second = cleaned.get("new_password1"), cleaned.get("new_password2")
-        if (first or second) and first != second:
-            self.add_error("new_password2", "The two passwords differ.")
+        self.validate_passwords("new_password1", "new_password2")
+        # On a change both may be empty, but not only one of them.
+        if bool(cleaned.get("new_password1")) != bool(cleaned.get("new_password2")):
+            self.add_error("new_password2", self.error_messages["password_mismatch"])
         return cleaned
 
     def _post_clean(self) -> None:
         super()._post_clean()
         # After the model fields are on the instance, so the similarity check sees
         # the username being saved.
-        password = self.cleaned_data.get("new_password1")
-        if password and "new_password1" not in self.errors:
-            try:
-                password_validation.validate_password(password, self.instance)
-            except ValidationError as error:
-                self.add_error("new_password1", error)
+        if "new_password1" not in self.errors:
+            self.validate_password_for_user(self.instance, "new_password1")
 
     def save(self, commit: bool = True) -> User:
         user = super().save(commit=False)
-        password = self.cleaned_data.get("new_password1")
-        if password:
-            user.set_password(password)
+        if self.cleaned_data.get("new_password1"):
+            return self.set_password_and_save(user, "new_password1", commit=commit)
         if commit:
             user.save()
         return user

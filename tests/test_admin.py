@@ -509,6 +509,16 @@ def test_changing_an_api_user_keeps_or_replaces_the_hash(admin_client, world):
     assert not user.check_password("pw")
 
 
+def test_changing_an_api_user_with_only_one_password_field_filled_is_refused(admin_client, world):
+    user = world.api_user
+    data = _user_form(world, new_password2="")
+    response = admin_client.post(change_url(user), data)
+    assert response.status_code == 200
+    assert "new_password2" in response.context["adminform"].form.errors
+    user.refresh_from_db()
+    assert user.check_password("pw")
+
+
 # --- Customers: the tree --------------------------------------------------------------
 
 
