@@ -28,7 +28,7 @@ of them in constant memory.
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import math
 import random
 from collections import deque
@@ -299,22 +299,14 @@ class _Customer:
 
 
 def _weighted(rnd: random.Random, pairs: tuple[tuple[str, int], ...]) -> str:
-    total = sum(w for _, w in pairs)
-    x = rnd.random() * total
-    for value, w in pairs:
-        x -= w
-        if x < 0:
-            return value
-    return pairs[-1][0]
+    values, weights = zip(*pairs, strict=True)
+    return rnd.choices(values, weights)[0]
 
 
-def _cumulative(pairs: tuple[tuple[str, int], ...]) -> tuple[list[str], list[float]]:
-    values, cum, total = [], [], 0.0
-    for value, w in pairs:
-        total += w
-        values.append(value)
-        cum.append(total)
-    return values, [c / total for c in cum]
+def _cumulative(pairs: tuple[tuple[str, int], ...]) -> tuple[list[str], list[int]]:
+    """Values and cumulative weights, for random.choices(values, cum_weights=...)."""
+    values, weights = zip(*pairs, strict=True)
+    return list(values), list(itertools.accumulate(weights))
 
 
 def _money(micro: int) -> str:
@@ -595,7 +587,6 @@ class DatasetGenerator:
         for c, rank in zip(self.customers, ranks, strict=True):
             acc += rank**-0.7 * (1.0 if c.enabled else 0.2) * (0.3 if c.parent is None else 1)
             self._cum.append(acc)
-        self._cum_total = acc
 
         self._external = [cc + _digits(rnd, n) for cc, n in COUNTRIES for _ in range(300)]
         self._external += ["00" + e for e in self._external[:200]] + list(SHORT_NUMBERS)
@@ -626,7 +617,7 @@ class DatasetGenerator:
             emitted += want
 
     def _pick_customer(self) -> _Customer:
-        return self.customers[bisect.bisect(self._cum, self._rnd.random() * self._cum_total)]
+        return self._rnd.choices(self.customers, cum_weights=self._cum)[0]
 
     def _call(self, start: int) -> list[dict[str, Any]]:
         """The legs of one call (one to three, sharing the first leg's uniqueid as callid).
@@ -634,9 +625,10 @@ class DatasetGenerator:
         A route is (direction, stype, snumber, ctype, cnumber, dtype, dnumber)."""
         rnd = self._rnd
         r = rnd.random
-        c = self.customers[bisect.bisect(self._cum, r() * self._cum_total)]
+        choices = rnd.choices
+        c = choices(self.customers, cum_weights=self._cum)[0]
         values, cum = self._statuses
-        status = values[bisect.bisect(cum, r())]
+        status = choices(values, cum_weights=cum)[0]
         answered = status == "answer"
         # expovariate(1 / 150), without its call overhead: mean 2.5 minutes.
         talk = min(int(-math.log(1.0 - r()) * 150) + 1, 7200) if answered else 0
@@ -657,7 +649,7 @@ class DatasetGenerator:
             return [leg(None, start, ring, talk, status, c, out, peer=peer, charged=True)]
         if x < 0.82:  # in from the world, to one of the customer's numbers
             values, cum = self._targets
-            dtype = values[bisect.bisect(cum, r())]
+            dtype = choices(values, cum_weights=cum)[0]
             did = c.dids[int(r() * len(c.dids))]
             route = ("in", "external", outside, "did", did, dtype, ext)
             first = leg(None, start, ring, talk, status, c, route, peer=peer, charged=r() < 0.1)
