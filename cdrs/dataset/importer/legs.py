@@ -82,7 +82,7 @@ class NeedsDetailedCheck(Exception):
 class LegChecker:
     """Checks legs against what the file and the store hold.
 
-    Two paths, for speed (at 50,000 legs a second every lookup counts): `check` runs a
+    Two paths, for speed (every lookup counts on this hot path): `check` runs a
     strict fast path that only accepts a leg when every rule plainly holds, and hands
     anything else to `_detailed`, which is the reference: it finds every problem of the
     leg and says where, or accepts the leg (with defaults filled in)."""
@@ -105,13 +105,11 @@ class LegChecker:
         leg_keys, cost_keys, directions = _LEG_KEYS, _COST_KEYS, _DIRECTIONS
         amount = AMOUNT.fullmatch
         folded_names = self.folded
-        STR, INT, DICT, LIST, MAXLEN = str, int, dict, list, MAX_STR  # noqa: N806
-        LO, HI = TIME_MIN, TIME_MAX  # noqa: N806
         slow = (NeedsDetailedCheck, KeyError, TypeError)
 
         for line, obj in items:
             try:
-                if type(obj) is not DICT or not obj.keys() <= leg_keys:
+                if type(obj) is not dict or not obj.keys() <= leg_keys:
                     raise NeedsDetailedCheck
                 get = obj.get
                 uid = obj["uniqueid"]
@@ -127,27 +125,27 @@ class LegChecker:
                 text = (uid, callid, status, direction, stype, snumber, ctype, cnumber)
                 text += (dtype, dnumber, callername)
                 # join() raises TypeError unless all are strings (None included).
-                if not uid or "\x00" in "".join(text) or max(map(len, text)) > MAXLEN:
+                if not uid or "\x00" in "".join(text) or max(map(len, text)) > MAX_STR:
                     raise NeedsDetailedCheck
-                if type(start) is not INT or type(end) is not INT or type(talk) is not INT:
+                if type(start) is not int or type(end) is not int or type(talk) is not int:
                     raise NeedsDetailedCheck
-                if not (LO <= start <= end <= HI and 0 <= talk <= end - start):
+                if not (TIME_MIN <= start <= end <= TIME_MAX and 0 <= talk <= end - start):
                     raise NeedsDetailedCheck
                 if direction not in directions:
                     raise NeedsDetailedCheck
-                if type(scustomer) is not INT or scustomer not in customers:
+                if type(scustomer) is not int or scustomer not in customers:
                     raise NeedsDetailedCheck
                 dcustomer, peer = get("dcustomer"), get("peer")
                 invoice, card = get("invoice"), get("card")
                 if dcustomer is not None and (
-                    type(dcustomer) is not INT or dcustomer not in customers
+                    type(dcustomer) is not int or dcustomer not in customers
                 ):
                     raise NeedsDetailedCheck
-                if peer is not None and (type(peer) is not INT or peer not in peers):
+                if peer is not None and (type(peer) is not int or peer not in peers):
                     raise NeedsDetailedCheck
-                if invoice is not None and (type(invoice) is not INT or invoice not in invoices):
+                if invoice is not None and (type(invoice) is not int or invoice not in invoices):
                     raise NeedsDetailedCheck
-                if card is not None and (type(card) is not INT or card not in cards):
+                if card is not None and (type(card) is not int or card not in cards):
                     raise NeedsDetailedCheck
                 archived = get("archived", False)
                 if archived is not True and archived is not False:
@@ -156,28 +154,28 @@ class LegChecker:
                 k = len(rows)
                 checked = []
                 if leg_costs:
-                    if type(leg_costs) is not LIST:
+                    if type(leg_costs) is not list:
                         raise NeedsDetailedCheck
                     for entry in leg_costs:
-                        if type(entry) is not DICT or not entry.keys() <= cost_keys:
+                        if type(entry) is not dict or not entry.keys() <= cost_keys:
                             raise NeedsDetailedCheck
                         e = entry.get
                         customer, card_charged = e("customer"), e("card")
                         if card_charged is None:
-                            if type(customer) is not INT or customer not in customers:
+                            if type(customer) is not int or customer not in customers:
                                 raise NeedsDetailedCheck
                         elif customer is None:
-                            if type(card_charged) is not INT or card_charged not in cards:
+                            if type(card_charged) is not int or card_charged not in cards:
                                 raise NeedsDetailedCheck
                         else:
                             raise NeedsDetailedCheck
                         cost, tax, currency = entry["cost"], e("tax", "0"), entry["currency"]
-                        if type(cost) is not STR or type(tax) is not STR or not amount(cost):
+                        if type(cost) is not str or type(tax) is not str or not amount(cost):
                             raise NeedsDetailedCheck
                         if (
                             not amount(tax)
                             or currency not in currencies
-                            or type(currency) is not STR
+                            or type(currency) is not str
                         ):
                             raise NeedsDetailedCheck
                         checked.append((k, customer, card_charged, cost, tax, currency))

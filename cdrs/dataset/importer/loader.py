@@ -199,7 +199,7 @@ class _Loader:
         workers: int | None,
     ) -> None:
         # Nothing in a batch forms a reference cycle; the collector would only walk the
-        # batch's objects over and over (a third of the time spent reading them).
+        # batch's objects over and over.
         collecting = gc.isenabled()
         gc.disable()
         try:

@@ -25,7 +25,7 @@ def _hash_one(job: tuple[str, str | None]) -> str:
 
 
 def hash_passwords(users: list[Item]) -> dict[str, str]:
-    """Hashing is deliberately slow (PBKDF2: most of a second each); many users are
+    """Hashing is deliberately slow (PBKDF2); many users are
     hashed by a pool of processes (threads would share one core: hashing holds the GIL)."""
     names = [u.values["username"] for u in users]
     stored: dict[str, str] = {}
