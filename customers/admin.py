@@ -25,14 +25,11 @@ from customers.models import (
     Role,
     User,
 )
-from enswitch.admin_utils import (
-    BoundedDeleteMixin,
-    IdSearchMixin,
-    SecretLookupGuard,
-    ThrottledAdminAuthenticationForm,
-    WordListField,
-    words_display,
-)
+from enswitch.admin_tools.index_search import IdSearchMixin
+from enswitch.admin_tools.large_tables import BoundedDeleteMixin
+from enswitch.admin_tools.login import ThrottledAdminAuthenticationForm
+from enswitch.admin_tools.url_lookups import SecretLookupGuard
+from enswitch.admin_tools.word_lists import WordListField, words_display
 
 # The admin login counts failures like the API's (enswitch/api/throttle.py).
 admin.site.login_form = ThrottledAdminAuthenticationForm

@@ -14,7 +14,8 @@ from django.urls import reverse
 
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
 from customers.models import Card, Currency, Customer, Invoice, Peer, RatePlan, Role, User
-from enswitch.admin_utils import LargeTablePaginator, parse_unix_time
+from enswitch.admin_tools.large_tables import LargeTablePaginator
+from enswitch.admin_tools.unix_times import parse_unix_time
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
