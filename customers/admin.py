@@ -122,70 +122,57 @@ class WordFilter(admin.SimpleListFilter):
         return queryset.filter(pk__in=ids)
 
 
-class PrivilegeFilter(WordFilter):
-    title = "privilege"
-    parameter_name = "privilege"
-    words = ROLE_PRIVILEGES
-    attribute = "privileges"
+class WordListAdmin(BaseAdmin):
+    """A small table of an id, a name and a list of words (a role's privileges, a rate
+    plan's features): the words as one form field, one list filter and one column.
+    A subclass names the column, the words the API checks and the help text."""
 
+    words_field = ""  # the JSON column
+    word = ""  # one of them: the filter's title and URL parameter
+    known_words: tuple[str, ...] = ()
+    words_help = ""
+    list_display = ("id", "name", "word_list")
+    search_fields = ("name__icontains",)
+    search_id_fields = ("id",)
 
-class FeatureFilter(WordFilter):
-    title = "feature"
-    parameter_name = "feature"
-    words = RATE_PLAN_FEATURES
-    attribute = "features"
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        field = WordListField(
+            cls.known_words,
+            help_text=cls.words_help + " Other words may be typed in, separated by commas.",
+        )
+        cls.form = type(f"{cls.__name__}Form", (forms.ModelForm,), {cls.words_field: field})
+        word_filter = {
+            "title": cls.word,
+            "parameter_name": cls.word,
+            "words": cls.known_words,
+            "attribute": cls.words_field,
+        }
+        cls.list_filter = (type(f"{cls.__name__}Filter", (WordFilter,), word_filter),)
 
+        @admin.display(description=cls.words_field)
+        def word_list(self: WordListAdmin, obj: Any) -> str:
+            return words_display(getattr(obj, cls.words_field))
 
-class RoleForm(forms.ModelForm):
-    privileges = WordListField(
-        ROLE_PRIVILEGES,
-        help_text="cdrs or callshop: may list calls; archive: may include archived calls. "
-        "Other words may be typed in, separated by commas.",
-    )
-
-    class Meta:
-        model = Role
-        fields = ("id", "name", "privileges")
-
-
-class RatePlanForm(forms.ModelForm):
-    features = WordListField(
-        RATE_PLAN_FEATURES,
-        help_text="cdrs: the customer's users may list calls. "
-        "Other words may be typed in, separated by commas.",
-    )
-
-    class Meta:
-        model = RatePlan
-        fields = ("id", "name", "features")
+        cls.word_list = word_list
 
 
 @admin.register(Role)
-class RoleAdmin(BaseAdmin):
-    form = RoleForm
-    list_display = ("id", "name", "privilege_list")
-    list_filter = (PrivilegeFilter,)
-    search_fields = ("name__icontains",)
-    search_id_fields = ("id",)
+class RoleAdmin(WordListAdmin):
+    words_field = "privileges"
+    word = "privilege"
+    known_words = ROLE_PRIVILEGES
+    words_help = "cdrs or callshop: may list calls; archive: may include archived calls."
     search_help_text = "Role name, or exact role ID."
-
-    @admin.display(description="privileges")
-    def privilege_list(self, obj: Role) -> str:
-        return words_display(obj.privileges)
 
 
 @admin.register(RatePlan)
-class RatePlanAdmin(BaseAdmin):
-    form = RatePlanForm
-    list_display = ("id", "name", "feature_list")
-    list_filter = (FeatureFilter,)
-    search_fields = ("name__icontains",)
-    search_id_fields = ("id",)
+class RatePlanAdmin(WordListAdmin):
+    words_field = "features"
+    word = "feature"
+    known_words = RATE_PLAN_FEATURES
+    words_help = "cdrs: the customer's users may list calls."
     search_help_text = "Rate plan name, or exact rate plan ID."
-
-    @admin.display(description="features")
-    def feature_list(self, obj: RatePlan) -> str:
-        return words_display(obj.features)
 
 
 # --- Customers -----------------------------------------------------------------------
