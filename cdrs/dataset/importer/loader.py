@@ -118,7 +118,7 @@ def _check_in_worker(job: tuple[list[tuple[int, bytes]], int]) -> _Checked:
     batch = checker.check(parse_lines(chunk, place, errors), place, errors)
     if errors:
         return _Checked(errors.messages, errors.total, None)
-    payloads = bulk_payloads(batch, first)
+    payloads = bulk_payloads(batch, first, _WORKER["raw"])
     return _Checked([], 0, payloads, len(batch.rows), sum(batch.archived), len(batch.costs))
 
 
@@ -257,7 +257,9 @@ class _Loader:
         self, chunks: Iterator[list[tuple[int, bytes]]], name: str, workers: int
     ) -> None:
         place = jsonl_place(name)
-        _WORKER.update(checker=self.checker, place=place, limit=self.errors.limit)
+        _WORKER.update(
+            checker=self.checker, place=place, limit=self.errors.limit, raw=self.writer.raw
+        )
         # Forked before any thread of this import starts; the workers leave through
         # os._exit, so the database connection they inherit is never touched by them.
         pool = multiprocessing.get_context("fork").Pool(workers, initializer=quiet_worker)

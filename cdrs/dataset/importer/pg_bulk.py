@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +109,7 @@ class PgBulkWriter(PgWriter):
 
     def write(self, batch: Batch) -> list[str]:
         first = self.reserve(len(batch.rows))
-        found = self.write_payloads(bulk_payloads(batch, first), first, self.next_id - 1)
+        found = self.write_payloads(bulk_payloads(batch, first, self.raw), first, self.next_id - 1)
         if found is not None:
             return repeated_legs(batch, found)
         self.counts.add(batch)
@@ -172,14 +173,14 @@ _Span = tuple[str, str] | None
 Payloads = dict[Tables, tuple[bytes | None, bytes | None, _Span]]
 
 
-def bulk_payloads(batch: Batch, first: int) -> Payloads:
+def bulk_payloads(batch: Batch, first: int, raw: Any) -> Payloads:
     """A checked batch as COPY data for the tables themselves, legs numbered from
-    `first`. Made by psycopg's own formatters, so that it can be done in a worker
-    process and sent as bytes."""
-    from psycopg import adapters, pq
-    from psycopg._copy_base import BinaryFormatter, TextFormatter  # psycopg is pinned
-    from psycopg.adapt import Transformer
+    `first`. Made by psycopg's Copy writing into memory (a FileWriter), so that it can be
+    done in a worker process and sent as bytes: nothing goes to the server, `raw` (the
+    psycopg connection) only lends its adaptation context."""
+    from psycopg.copy import Copy, FileWriter
 
+    cur = raw.cursor()
     flags = batch.archived
     payloads: Payloads = {}
     for side in SIDES:
@@ -188,24 +189,19 @@ def bulk_payloads(batch: Batch, first: int) -> Payloads:
         if rows:
             uids = [row[1] for row in rows]
             span = (min(uids), max(uids))
-            tx = Transformer()
-            tx.set_dumper_types(
-                [adapters.types.get_oid(t) for t in LEG_COPY_TYPES], pq.Format.BINARY
-            )
-            formatter = BinaryFormatter(tx)
-            data = bytearray()
-            for row in rows:
-                data += formatter.write_row(row)
-            data += formatter.end()
-            legs = bytes(data)
+            data = io.BytesIO()
+            with Copy(cur, binary=True, writer=FileWriter(data)) as copy:
+                copy.set_types(LEG_COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+            legs = data.getvalue()
         cost_rows = [(first + k, *rest) for k, *rest in batch.costs if side_of(flags[k]) == side]
         if cost_rows:
-            formatter = TextFormatter(Transformer())
-            data = bytearray()
-            for row in cost_rows:
-                data += formatter.write_row(row)
-            data += formatter.end()
-            costs = bytes(data)
+            data = io.BytesIO()
+            with Copy(cur, binary=False, writer=FileWriter(data)) as copy:
+                for row in cost_rows:
+                    copy.write_row(row)
+            costs = data.getvalue()
         payloads[side] = (legs, costs, span)
     return payloads
 
