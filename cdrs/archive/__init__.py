@@ -34,10 +34,6 @@ This module moves one batch and runs whole moves; `moves` says what moves where,
 `statements` holds the SQL of each step, `locking` keeps runs one at a time.
 """
 
-# Every name spliced into the SQL comes from the models' _meta, quoted by the backend;
-# every value is a bound parameter.
-# ruff: noqa: S608
-
 from __future__ import annotations
 
 import contextlib
@@ -398,16 +394,20 @@ def sync_id_sequence(move: Move, *, using: str = "default") -> None:
         return
     table = move.dst.leg._meta.db_table
     column = move.dst.leg._meta.pk.column
+    sql = _Sql(move, connection, using)
     with connection.cursor() as cur:
         q = connection.ops.quote_name
         cur.execute("SELECT pg_get_serial_sequence(%s, %s)", [q(table), column])
         (seq,) = cur.fetchone()
         if seq is None:
             return
+        # The sequence's name comes from pg_get_serial_sequence, quoted as it must be.
         cur.execute(
-            f"SELECT setval(%s::regclass, m) FROM "
-            f"(SELECT max({q(column)}) AS m FROM {q(table)}) x "
-            f"WHERE m > (SELECT last_value FROM {seq})",
+            sql.statement(
+                "SELECT setval(%s::regclass, m) FROM (SELECT max({id}) AS m FROM {dst}) x "
+                "WHERE m > (SELECT last_value FROM {sequence})",
+                sequence=seq,
+            ),
             [seq],
         )
 
@@ -417,7 +417,7 @@ def count_legs(move: Move, *, using: str = "default") -> int:
     sql = _Sql(move, connection, using)
     where, params = sql.where()
     with connection.cursor() as cur:
-        cur.execute(f"SELECT count(*) FROM {sql.src} WHERE {where}", params)
+        cur.execute(sql.statement("SELECT count(*) FROM {src} WHERE {where}", where=where), params)
         return cur.fetchone()[0]
 
 
@@ -432,26 +432,37 @@ def plan_move(move: Move, *, using: str = "default") -> Plan:
         if own_transaction and connection.vendor == "postgresql":
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cur.execute(
-            f"SELECT count(*), min(s.{sql.start}), max(s.{sql.start}) FROM {sql.src} s "
-            f"WHERE {where}",
+            sql.statement(
+                "SELECT count(*), min(s.{start}), max(s.{start}) FROM {src} s WHERE {where}",
+                where=where,
+            ),
             params,
         )
         legs, first, last = cur.fetchone()
         cur.execute(
-            f"SELECT count(*) FROM {sql.src_cost} c JOIN {sql.src} s "
-            f"ON s.{sql.id} = c.{sql.cost_leg} WHERE {where}",
+            sql.statement(
+                "SELECT count(*) FROM {src_cost} c JOIN {src} s ON s.{id} = c.{cost_leg} "
+                "WHERE {where}",
+                where=where,
+            ),
             params,
         )
         (costs,) = cur.fetchone()
         cur.execute(
-            f"SELECT count(*) FROM {sql.src} s JOIN {sql.dst} d "
-            f"ON d.{sql.uniqueid} = s.{sql.uniqueid} WHERE {where}",
+            sql.statement(
+                "SELECT count(*) FROM {src} s JOIN {dst} d ON d.{uniqueid} = s.{uniqueid} "
+                "WHERE {where}",
+                where=where,
+            ),
             params,
         )
         (already,) = cur.fetchone()
         cur.execute(
-            f"SELECT count(*) FROM {sql.src} s JOIN {sql.dst} d ON d.{sql.id} = s.{sql.id} "
-            f"WHERE {where} AND d.{sql.uniqueid} <> s.{sql.uniqueid}",
+            sql.statement(
+                "SELECT count(*) FROM {src} s JOIN {dst} d ON d.{id} = s.{id} "
+                "WHERE {where} AND d.{uniqueid} <> s.{uniqueid}",
+                where=where,
+            ),
             params,
         )
         (clashes,) = cur.fetchone()
@@ -461,17 +472,20 @@ def plan_move(move: Move, *, using: str = "default") -> Plan:
 def vacuum(move: Move, *, using: str = "default") -> None:
     """Reclaim the source tables' dead rows and refresh both sides' planner statistics."""
     connection = connections[using]
-    q = connection.ops.quote_name
-    src = [q(move.src.leg._meta.db_table), q(move.src.cost._meta.db_table)]
-    dst = [q(move.dst.leg._meta.db_table), q(move.dst.cost._meta.db_table)]
+    sql = _Sql(move, connection, using)
     with connection.cursor() as cur:
         if connection.vendor == "postgresql":
             # VACUUM cannot run in a transaction block: Django's default autocommit is fine.
-            cur.execute(f"VACUUM (ANALYZE) {', '.join(src)}")
-            cur.execute(f"ANALYZE {', '.join(dst)}")
+            cur.execute(sql.statement("VACUUM (ANALYZE) {src}, {src_cost}"))
+            cur.execute(sql.statement("ANALYZE {dst}, {dst_cost}"))
         else:
-            for table in src + dst:
-                cur.execute(f"ANALYZE {table}")
+            for template in (
+                "ANALYZE {src}",
+                "ANALYZE {src_cost}",
+                "ANALYZE {dst}",
+                "ANALYZE {dst_cost}",
+            ):
+                cur.execute(sql.statement(template))
 
 
 __all__ = [

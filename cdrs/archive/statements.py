@@ -1,10 +1,6 @@
 """The SQL of a batch, built from the models: names quoted by the backend, values bound.
 Each step is one statement, or two."""
 
-# Every name spliced into the SQL comes from the models' _meta, quoted by the backend;
-# every value is a bound parameter.
-# ruff: noqa: S608
-
 from __future__ import annotations
 
 import json
@@ -44,6 +40,24 @@ class _Sql:
         self.cost_cols = [
             q(f.column) for f in cost_meta.concrete_fields if not f.primary_key and f.name != "leg"
         ]
+        self.names = {
+            "src": self.src,
+            "dst": self.dst,
+            "src_cost": self.src_cost,
+            "dst_cost": self.dst_cost,
+            "id": self.id,
+            "start": self.start,
+            "uniqueid": self.uniqueid,
+            "cost_leg": self.cost_leg,
+            "leg_cols": ", ".join(self.leg_cols),
+            "cost_cols": ", ".join(self.cost_cols),
+        }
+
+    def statement(self, template: str, **fragments: str) -> str:
+        """`template` with this move's names, quoted by the backend ({src}, {id},
+        {leg_cols}, ...), and `fragments` (SQL made of them) in place; values stay %s
+        parameters. The one place where the archive's SQL text is put together."""
+        return template.format(**self.names, **fragments)
 
     def where(self, alias: str = "") -> tuple[str, list[int]]:
         col = f"{alias}.{self.start}" if alias else self.start
@@ -59,8 +73,8 @@ class _Sql:
     def in_ids(self, column: str) -> str:
         # One parameter for the whole batch: no limit on the number of bound variables.
         if self.vendor == "postgresql":
-            return f"{column} = ANY(%s::bigint[])"
-        return f"{column} IN (SELECT value FROM json_each(%s))"
+            return self.statement("{column} = ANY(%s::bigint[])", column=column)
+        return self.statement("{column} IN (SELECT value FROM json_each(%s))", column=column)
 
     def ids_param(self, ids: list[int]) -> str:
         # As array text, not a list: the driver adapts a list element by element in
@@ -110,11 +124,14 @@ def _select_batch(
     """
     where, params = sql.where()
     if after is not None:
-        where += f" AND ({sql.start}, {sql.uniqueid}) > (%s, %s)"
+        where = sql.statement("{where} AND ({start}, {uniqueid}) > (%s, %s)", where=where)
         params = [*params, *after]
     cur.execute(
-        f"SELECT {sql.id}, {sql.start}, {sql.uniqueid} FROM {sql.src} WHERE {where} "
-        f"ORDER BY {sql.start}, {sql.uniqueid} LIMIT %s",
+        sql.statement(
+            "SELECT {id}, {start}, {uniqueid} FROM {src} WHERE {where} "
+            "ORDER BY {start}, {uniqueid} LIMIT %s",
+            where=where,
+        ),
         [*params, limit],
     )
     return cur.fetchall()
@@ -125,9 +142,13 @@ def _lock_picked(cur: Any, sql: _Sql, ids: list[int]) -> list[tuple[int, int, st
     where, params = sql.where()
     lock_clause = " FOR UPDATE" if sql.vendor == "postgresql" else ""
     cur.execute(
-        f"SELECT {sql.id}, {sql.start}, {sql.uniqueid} FROM {sql.src} "
-        f"WHERE {sql.in_ids(sql.id)} AND {where} "
-        f"ORDER BY {sql.start}, {sql.uniqueid}{lock_clause}",
+        sql.statement(
+            "SELECT {id}, {start}, {uniqueid} FROM {src} WHERE {picked} AND {where} "
+            "ORDER BY {start}, {uniqueid}{lock}",
+            picked=sql.in_ids(sql.id),
+            where=where,
+            lock=lock_clause,
+        ),
         [sql.ids_param(ids), *params],
     )
     return cur.fetchall()
@@ -151,19 +172,30 @@ def _parent_locks(sql: _Sql, model: type[models.Model]) -> tuple[list[str], list
         # One pass over the moved rows per parent table, its distinct values kept for
         # both the lock and the count: the moved rows are many, their parents few.
         if len(fks) == 1:
-            values = f"SELECT DISTINCT {fks[0]} AS v FROM moved WHERE {fks[0]} IS NOT NULL"
-        else:
-            refs = ", ".join(f"({c})" for c in fks)
-            values = (
-                f"SELECT DISTINCT r.v FROM moved CROSS JOIN LATERAL (VALUES {refs}) r(v) "
-                "WHERE r.v IS NOT NULL"
+            values = sql.statement(
+                "SELECT DISTINCT {fk} AS v FROM moved WHERE {fk} IS NOT NULL", fk=fks[0]
             )
-        ctes.append(f"parents{n} AS MATERIALIZED ({values})")
+        else:
+            values = sql.statement(
+                "SELECT DISTINCT r.v FROM moved CROSS JOIN LATERAL (VALUES {refs}) r(v) "
+                "WHERE r.v IS NOT NULL",
+                refs=", ".join(f"({c})" for c in fks),
+            )
+        ctes.append(sql.statement("parents{n} AS MATERIALIZED ({values})", n=str(n), values=values))
         ctes.append(
-            f"lock{n} AS (SELECT 1 FROM {q(table)} p WHERE p.{q(column)} IN "
-            f"(SELECT v FROM parents{n}) FOR KEY SHARE OF p)"
+            sql.statement(
+                "lock{n} AS (SELECT 1 FROM {table} p WHERE p.{column} IN "
+                "(SELECT v FROM parents{n}) FOR KEY SHARE OF p)",
+                n=str(n),
+                table=q(table),
+                column=q(column),
+            )
         )
-        checks.append(f"(SELECT count(*) FROM lock{n}) = (SELECT count(*) FROM parents{n})")
+        checks.append(
+            sql.statement(
+                "(SELECT count(*) FROM lock{n}) = (SELECT count(*) FROM parents{n})", n=str(n)
+            )
+        )
     return ctes, checks
 
 
@@ -174,9 +206,12 @@ def _move_rows(
     `bypass`, lock the parents too. The number of rows moved, or FastPathDeclined."""
     ctes, checks = _parent_locks(sql, model) if bypass else ([], [])
     cur.execute(
-        f"WITH {', '.join([statement, *ctes])} "
-        f"SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM copied), "
-        f"{' AND '.join(checks) or 'true'}",
+        sql.statement(
+            "WITH {ctes} SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM copied), "
+            "{found}",
+            ctes=", ".join([statement, *ctes]),
+            found=" AND ".join(checks) or "true",
+        ),
         params,
     )
     deleted, inserted, parents_found = cur.fetchone()
@@ -188,15 +223,15 @@ def _move_rows(
 def _move_legs(cur: Any, sql: _Sql, ids: list[int], *, bypass: bool) -> int:
     """PostgreSQL: delete the legs and insert exactly the rows deleted."""
     where, params = sql.where()
-    cols = ", ".join(sql.leg_cols)
     moved = _move_rows(
         cur,
         sql,
         model=sql.move.src.leg,
-        statement=(
-            f"moved AS (DELETE FROM {sql.src} WHERE {sql.in_ids(sql.id)} AND {where} "
-            f"RETURNING {cols}), "
-            f"copied AS (INSERT INTO {sql.dst} ({cols}) SELECT {cols} FROM moved RETURNING 1)"
+        statement=sql.statement(
+            "moved AS (DELETE FROM {src} WHERE {picked} AND {where} RETURNING {leg_cols}), "
+            "copied AS (INSERT INTO {dst} ({leg_cols}) SELECT {leg_cols} FROM moved RETURNING 1)",
+            picked=sql.in_ids(sql.id),
+            where=where,
         ),
         params=[sql.ids_param(ids), *params],
         bypass=bypass,
@@ -208,16 +243,15 @@ def _move_legs(cur: Any, sql: _Sql, ids: list[int], *, bypass: bool) -> int:
 
 def _move_costs(cur: Any, sql: _Sql, ids: list[int], *, bypass: bool) -> int:
     """PostgreSQL: delete the legs' cost records and insert exactly the rows deleted."""
-    cols = ", ".join([sql.cost_leg, *sql.cost_cols])
     moved = _move_rows(
         cur,
         sql,
         model=sql.move.src.cost,
-        statement=(
-            f"moved AS (DELETE FROM {sql.src_cost} WHERE {sql.in_ids(sql.cost_leg)} "
-            f"RETURNING {cols}), "
-            f"copied AS (INSERT INTO {sql.dst_cost} ({cols}) SELECT {cols} FROM moved "
-            f"RETURNING 1)"
+        statement=sql.statement(
+            "moved AS (DELETE FROM {src_cost} WHERE {picked} RETURNING {cols}), "
+            "copied AS (INSERT INTO {dst_cost} ({cols}) SELECT {cols} FROM moved RETURNING 1)",
+            picked=sql.in_ids(sql.cost_leg),
+            cols=", ".join([sql.cost_leg, *sql.cost_cols]),
         ),
         params=[sql.ids_param(ids)],
         bypass=bypass,
@@ -226,7 +260,10 @@ def _move_costs(cur: Any, sql: _Sql, ids: list[int], *, bypass: bool) -> int:
         # Without the triggers, nothing else would notice a cost record committed for one
         # of these legs after the DELETE above took its snapshot.
         cur.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {sql.src_cost} WHERE {sql.in_ids(sql.cost_leg)})",
+            sql.statement(
+                "SELECT EXISTS (SELECT 1 FROM {src_cost} WHERE {picked})",
+                picked=sql.in_ids(sql.cost_leg),
+            ),
             [sql.ids_param(ids)],
         )
         if cur.fetchone()[0]:
@@ -239,17 +276,22 @@ def _lock_costs(cur: Any, sql: _Sql, ids: list[int]) -> None:
     # cost records keeps them from changing between the copy and the delete.
     if sql.vendor == "postgresql":
         cur.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {sql.src_cost} "
-            f"WHERE {sql.in_ids(sql.cost_leg)} FOR UPDATE) locked",
+            sql.statement(
+                "SELECT count(*) FROM (SELECT 1 FROM {src_cost} WHERE {picked} FOR UPDATE) locked",
+                picked=sql.in_ids(sql.cost_leg),
+            ),
             [sql.ids_param(ids)],
         )
 
 
 def _check_id_clashes(cur: Any, sql: _Sql, ids: list[int]) -> None:
     cur.execute(
-        f"SELECT s.{sql.id}, s.{sql.uniqueid}, d.{sql.uniqueid} FROM {sql.src} s "
-        f"JOIN {sql.dst} d ON d.{sql.id} = s.{sql.id} "
-        f"WHERE {sql.in_ids('s.' + sql.id)} AND d.{sql.uniqueid} <> s.{sql.uniqueid} LIMIT 5",
+        sql.statement(
+            "SELECT s.{id}, s.{uniqueid}, d.{uniqueid} FROM {src} s "
+            "JOIN {dst} d ON d.{id} = s.{id} "
+            "WHERE {picked} AND d.{uniqueid} <> s.{uniqueid} LIMIT 5",
+            picked=sql.in_ids("s." + sql.id),
+        ),
         [sql.ids_param(ids)],
     )
     clashes = cur.fetchall()
@@ -264,10 +306,12 @@ def _check_id_clashes(cur: Any, sql: _Sql, ids: list[int]) -> None:
 
 
 def _copy_legs(cur: Any, sql: _Sql, ids: list[int]) -> int:
-    cols = ", ".join(sql.leg_cols)
     cur.execute(
-        f"INSERT INTO {sql.dst} ({cols}) SELECT {cols} FROM {sql.src} "
-        f"WHERE {sql.in_ids(sql.id)} ON CONFLICT DO NOTHING",
+        sql.statement(
+            "INSERT INTO {dst} ({leg_cols}) SELECT {leg_cols} FROM {src} "
+            "WHERE {picked} ON CONFLICT DO NOTHING",
+            picked=sql.in_ids(sql.id),
+        ),
         [sql.ids_param(ids)],
     )
     return cur.rowcount
@@ -277,14 +321,16 @@ def _copy_costs(cur: Any, sql: _Sql, ids: list[int]) -> int:
     # Joined on uniqueid, so the costs of a leg the destination already had (under the
     # same id, or another one) land on that copy; a customer's or card's record the copy
     # already has wins (ON CONFLICT DO NOTHING).
-    cols = ", ".join(sql.cost_cols)
-    src_cols = ", ".join(f"c.{c}" for c in sql.cost_cols)
     cur.execute(
-        f"INSERT INTO {sql.dst_cost} ({sql.cost_leg}, {cols}) "
-        f"SELECT d.{sql.id}, {src_cols} FROM {sql.src_cost} c "
-        f"JOIN {sql.src} s ON s.{sql.id} = c.{sql.cost_leg} "
-        f"JOIN {sql.dst} d ON d.{sql.uniqueid} = s.{sql.uniqueid} "
-        f"WHERE {sql.in_ids('c.' + sql.cost_leg)} ON CONFLICT DO NOTHING",
+        sql.statement(
+            "INSERT INTO {dst_cost} ({cost_leg}, {cost_cols}) "
+            "SELECT d.{id}, {src_cols} FROM {src_cost} c "
+            "JOIN {src} s ON s.{id} = c.{cost_leg} "
+            "JOIN {dst} d ON d.{uniqueid} = s.{uniqueid} "
+            "WHERE {picked} ON CONFLICT DO NOTHING",
+            src_cols=", ".join(f"c.{c}" for c in sql.cost_cols),
+            picked=sql.in_ids("c." + sql.cost_leg),
+        ),
         [sql.ids_param(ids)],
     )
     return cur.rowcount
@@ -292,11 +338,15 @@ def _copy_costs(cur: Any, sql: _Sql, ids: list[int]) -> int:
 
 def _delete_costs(cur: Any, sql: _Sql, ids: list[int]) -> int:
     cur.execute(
-        f"DELETE FROM {sql.src_cost} WHERE {sql.in_ids(sql.cost_leg)}", [sql.ids_param(ids)]
+        sql.statement("DELETE FROM {src_cost} WHERE {picked}", picked=sql.in_ids(sql.cost_leg)),
+        [sql.ids_param(ids)],
     )
     return cur.rowcount
 
 
 def _delete_legs(cur: Any, sql: _Sql, ids: list[int]) -> int:
-    cur.execute(f"DELETE FROM {sql.src} WHERE {sql.in_ids(sql.id)}", [sql.ids_param(ids)])
+    cur.execute(
+        sql.statement("DELETE FROM {src} WHERE {picked}", picked=sql.in_ids(sql.id)),
+        [sql.ids_param(ids)],
+    )
     return cur.rowcount
