@@ -60,7 +60,8 @@ def database_from_url(url: str) -> dict:
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         entry = dj_database_url.parse(url)
-        entry["NAME"] = entry["NAME"] or str(BASE_DIR / "var" / "db.sqlite3")
+        if urlsplit(url).path in {"", "/"}:  # no path: the default store, not :memory:
+            entry["NAME"] = str(BASE_DIR / "var" / "db.sqlite3")
         entry["OPTIONS"] = {"timeout": 20}
         return entry
     if scheme in {"postgres", "postgresql", "pgsql"}:

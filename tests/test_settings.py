@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from enswitch.settings import database_from_url, envbool
+from enswitch.settings import BASE_DIR, database_from_url, envbool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,6 +54,11 @@ def test_sqlite_urls(url, name):
 
     assert (entry["ENGINE"], entry["NAME"]) == ("django.db.backends.sqlite3", name)
     assert entry["OPTIONS"] == {"timeout": 20}
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///"])
+def test_an_sqlite_url_without_a_path_is_the_default_store(url):
+    assert database_from_url(url)["NAME"] == str(BASE_DIR / "var" / "db.sqlite3")
 
 
 def test_an_unsupported_scheme_is_named():
