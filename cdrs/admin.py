@@ -18,14 +18,10 @@ from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest
 
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegBase, LegCost
-from enswitch.admin_utils import (
-    IdSearchMixin,
-    LargeTableAdminMixin,
-    SecretLookupGuard,
-    UnixTimeFormField,
-    format_unix_utc,
-    parse_unix_time,
-)
+from enswitch.admin_tools.index_search import IdSearchMixin
+from enswitch.admin_tools.large_tables import LargeTableAdminMixin
+from enswitch.admin_tools.unix_times import UnixTimeFormField, format_unix_utc, parse_unix_time
+from enswitch.admin_tools.url_lookups import SecretLookupGuard
 
 ARCHIVE_NOTE = (
     "ARCHIVE: legs moved out of the live tables. The API shows them only with "

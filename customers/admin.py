@@ -8,9 +8,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.auth import password_validation
+from django.contrib.auth.forms import SetPasswordMixin
 from django.contrib.auth.hashers import identify_hasher
-from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -26,14 +25,11 @@ from customers.models import (
     Role,
     User,
 )
-from enswitch.admin_utils import (
-    BoundedDeleteMixin,
-    IdSearchMixin,
-    SecretLookupGuard,
-    ThrottledAdminAuthenticationForm,
-    WordListField,
-    words_display,
-)
+from enswitch.admin_tools.index_search import IdSearchMixin
+from enswitch.admin_tools.large_tables import BoundedDeleteMixin
+from enswitch.admin_tools.login import ThrottledAdminAuthenticationForm
+from enswitch.admin_tools.url_lookups import SecretLookupGuard
+from enswitch.admin_tools.word_lists import WordListField, words_display
 
 # The admin login counts failures like the API's (enswitch/api/throttle.py).
 admin.site.login_form = ThrottledAdminAuthenticationForm
@@ -126,70 +122,57 @@ class WordFilter(admin.SimpleListFilter):
         return queryset.filter(pk__in=ids)
 
 
-class PrivilegeFilter(WordFilter):
-    title = "privilege"
-    parameter_name = "privilege"
-    words = ROLE_PRIVILEGES
-    attribute = "privileges"
+class WordListAdmin(BaseAdmin):
+    """A small table of an id, a name and a list of words (a role's privileges, a rate
+    plan's features): the words as one form field, one list filter and one column.
+    A subclass names the column, the words the API checks and the help text."""
 
+    words_field = ""  # the JSON column
+    word = ""  # one of them: the filter's title and URL parameter
+    known_words: tuple[str, ...] = ()
+    words_help = ""
+    list_display = ("id", "name", "word_list")
+    search_fields = ("name__icontains",)
+    search_id_fields = ("id",)
 
-class FeatureFilter(WordFilter):
-    title = "feature"
-    parameter_name = "feature"
-    words = RATE_PLAN_FEATURES
-    attribute = "features"
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        field = WordListField(
+            cls.known_words,
+            help_text=cls.words_help + " Other words may be typed in, separated by commas.",
+        )
+        cls.form = type(f"{cls.__name__}Form", (forms.ModelForm,), {cls.words_field: field})
+        word_filter = {
+            "title": cls.word,
+            "parameter_name": cls.word,
+            "words": cls.known_words,
+            "attribute": cls.words_field,
+        }
+        cls.list_filter = (type(f"{cls.__name__}Filter", (WordFilter,), word_filter),)
 
+        @admin.display(description=cls.words_field)
+        def word_list(self: WordListAdmin, obj: Any) -> str:
+            return words_display(getattr(obj, cls.words_field))
 
-class RoleForm(forms.ModelForm):
-    privileges = WordListField(
-        ROLE_PRIVILEGES,
-        help_text="cdrs or callshop: may list calls; archive: may include archived calls. "
-        "Other words may be typed in, separated by commas.",
-    )
-
-    class Meta:
-        model = Role
-        fields = ("id", "name", "privileges")
-
-
-class RatePlanForm(forms.ModelForm):
-    features = WordListField(
-        RATE_PLAN_FEATURES,
-        help_text="cdrs: the customer's users may list calls. "
-        "Other words may be typed in, separated by commas.",
-    )
-
-    class Meta:
-        model = RatePlan
-        fields = ("id", "name", "features")
+        cls.word_list = word_list
 
 
 @admin.register(Role)
-class RoleAdmin(BaseAdmin):
-    form = RoleForm
-    list_display = ("id", "name", "privilege_list")
-    list_filter = (PrivilegeFilter,)
-    search_fields = ("name__icontains",)
-    search_id_fields = ("id",)
+class RoleAdmin(WordListAdmin):
+    words_field = "privileges"
+    word = "privilege"
+    known_words = ROLE_PRIVILEGES
+    words_help = "cdrs or callshop: may list calls; archive: may include archived calls."
     search_help_text = "Role name, or exact role ID."
-
-    @admin.display(description="privileges")
-    def privilege_list(self, obj: Role) -> str:
-        return words_display(obj.privileges)
 
 
 @admin.register(RatePlan)
-class RatePlanAdmin(BaseAdmin):
-    form = RatePlanForm
-    list_display = ("id", "name", "feature_list")
-    list_filter = (FeatureFilter,)
-    search_fields = ("name__icontains",)
-    search_id_fields = ("id",)
+class RatePlanAdmin(WordListAdmin):
+    words_field = "features"
+    word = "feature"
+    known_words = RATE_PLAN_FEATURES
+    words_help = "cdrs: the customer's users may list calls."
     search_help_text = "Rate plan name, or exact rate plan ID."
-
-    @admin.display(description="features")
-    def feature_list(self, obj: RatePlan) -> str:
-        return words_display(obj.features)
 
 
 # --- Customers -----------------------------------------------------------------------
@@ -301,24 +284,15 @@ class CustomerAdmin(BaseAdmin):
 # --- API users -----------------------------------------------------------------------
 
 
-class ApiUserForm(forms.ModelForm):
-    """Takes a new password in plain text and keeps only its hash (User.set_password).
+class ApiUserForm(SetPasswordMixin, forms.ModelForm):
+    """Takes a new password in plain text and keeps only its hash (Django's
+    SetPasswordMixin: confirmation, the password validators, set_password).
 
     Required when adding; left empty on a change, the stored hash is kept.
     """
 
-    new_password1 = forms.CharField(
-        label="New password",
-        required=False,
-        strip=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text=password_validation.password_validators_help_text_html(),
-    )
-    new_password2 = forms.CharField(
-        label="New password (again)",
-        required=False,
-        strip=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    new_password1, new_password2 = SetPasswordMixin.create_password_fields(
+        label1="New password", label2="New password (again)"
     )
 
     class Meta:
@@ -327,39 +301,35 @@ class ApiUserForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.instance._state.adding:
+        if not self.instance._state.adding:
             for name in ("new_password1", "new_password2"):
                 if name in self.fields:
-                    self.fields[name].required = True
-        elif "new_password1" in self.fields:
-            self.fields["new_password1"].help_text = (
-                "Leave empty to keep the current password. "
-                + str(self.fields["new_password1"].help_text)
-            )
+                    self.fields[name].required = False
+            if "new_password1" in self.fields:
+                self.fields["new_password1"].help_text = (
+                    "Leave empty to keep the current password. "
+                    + str(self.fields["new_password1"].help_text)
+                )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        first, second = cleaned.get("new_password1"), cleaned.get("new_password2")
-        if (first or second) and first != second:
-            self.add_error("new_password2", "The two passwords differ.")
+        self.validate_passwords("new_password1", "new_password2")
+        # On a change both may be empty, but not only one of them.
+        if bool(cleaned.get("new_password1")) != bool(cleaned.get("new_password2")):
+            self.add_error("new_password2", self.error_messages["password_mismatch"])
         return cleaned
 
     def _post_clean(self) -> None:
         super()._post_clean()
         # After the model fields are on the instance, so the similarity check sees
         # the username being saved.
-        password = self.cleaned_data.get("new_password1")
-        if password and "new_password1" not in self.errors:
-            try:
-                password_validation.validate_password(password, self.instance)
-            except ValidationError as error:
-                self.add_error("new_password1", error)
+        if "new_password1" not in self.errors:
+            self.validate_password_for_user(self.instance, "new_password1")
 
     def save(self, commit: bool = True) -> User:
         user = super().save(commit=False)
-        password = self.cleaned_data.get("new_password1")
-        if password:
-            user.set_password(password)
+        if self.cleaned_data.get("new_password1"):
+            return self.set_password_and_save(user, "new_password1", commit=commit)
         if commit:
             user.save()
         return user

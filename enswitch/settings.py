@@ -14,18 +14,30 @@ import secrets
 import sys
 import warnings
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import urlsplit
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"0", "false", "no", "off"})
+
+
 def envbool(name: str, default: bool) -> bool:
+    """1/true/yes/on or 0/false/no/off (any case); anything else stops the start-up, so a
+    typo never quietly reads as false."""
     value = os.environ.get(name)
     if value is None or value == "":
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    word = value.strip().lower()
+    if word in _YES or word in _NO:
+        return word in _YES
+    raise ImproperlyConfigured(
+        f"{name}={value!r} is neither yes nor no: use 1 or 0 (or true/false, yes/no, on/off)"
+    )
 
 
 def envint(name: str, default: int) -> int:
@@ -43,44 +55,37 @@ def envlist(name: str, default: list[str]) -> list[str]:
 
 
 def database_from_url(url: str) -> dict:
-    """`sqlite:///path` or `postgres://user:pw@host:port/name?opt=v` as a DATABASES entry."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    """`sqlite:///path` or `postgres://user:pw@host:port/name?opt=v` as a DATABASES entry
+    (parsed by dj-database-url; query options become the driver's OPTIONS)."""
+    scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
-        # sqlite:///relative/path or sqlite:////absolute/path
-        path = unquote(parts.path[1:]) if parts.path.startswith("/") else unquote(parts.path)
-        return {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": path or str(BASE_DIR / "var" / "db.sqlite3"),
-            "OPTIONS": {"timeout": 20},
-        }
+        entry = dj_database_url.parse(url)
+        if urlsplit(url).path in {"", "/"}:  # no path: the default store, not :memory:
+            entry["NAME"] = str(BASE_DIR / "var" / "db.sqlite3")
+        entry["OPTIONS"] = {"timeout": 20}
+        return entry
     if scheme in {"postgres", "postgresql", "pgsql"}:
+        # Persistent, health-checked connections: an API request should not pay a
+        # connection setup.
+        entry = dj_database_url.parse(
+            url, conn_max_age=envint("CONN_MAX_AGE", 600), conn_health_checks=True
+        )
+        given = entry.get("OPTIONS", {})
         options: dict = {
+            **given,
             # Server-side parameters + prepared statements: the API sends the same few
             # query shapes again and again, and PostgreSQL then skips planning them.
             # Behind a transaction-mode pooler, add ?server_side_binding=0 to the URL.
-            "server_side_binding": True,
+            "server_side_binding": str(given.get("server_side_binding", "1")).lower() in _YES,
             "prepare_threshold": 2,
         }
-        for key, value in parse_qsl(parts.query):
-            if key == "server_side_binding":
-                options[key] = value.lower() in {"1", "true", "yes", "on"}
-            elif key == "prepare_threshold":
-                options[key] = int(value) if value.lower() not in {"", "none"} else None
-            else:
-                options[key] = value
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": unquote(parts.path.lstrip("/")),
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": unquote(parts.hostname or ""),
-            "PORT": str(parts.port or ""),
-            # Persistent connections: an API request should not pay a connection setup.
-            "CONN_MAX_AGE": envint("CONN_MAX_AGE", 600),
-            "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": options,
-        }
+        if "prepare_threshold" in given:
+            threshold = str(given["prepare_threshold"])
+            options["prepare_threshold"] = (
+                None if threshold.lower() in {"", "none"} else int(threshold)
+            )
+        entry["OPTIONS"] = options
+        return entry
     raise ValueError(f"DATABASE_URL: unsupported scheme {scheme!r}")
 
 

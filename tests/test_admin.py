@@ -14,7 +14,8 @@ from django.urls import reverse
 
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
 from customers.models import Card, Currency, Customer, Invoice, Peer, RatePlan, Role, User
-from enswitch.admin_utils import LargeTablePaginator, parse_unix_time
+from enswitch.admin_tools.large_tables import LargeTablePaginator
+from enswitch.admin_tools.unix_times import parse_unix_time
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -507,6 +508,16 @@ def test_changing_an_api_user_keeps_or_replaces_the_hash(admin_client, world):
     user.refresh_from_db()
     assert user.check_password(STRONG_PASSWORD)
     assert not user.check_password("pw")
+
+
+def test_changing_an_api_user_with_only_one_password_field_filled_is_refused(admin_client, world):
+    user = world.api_user
+    data = _user_form(world, new_password2="")
+    response = admin_client.post(change_url(user), data)
+    assert response.status_code == 200
+    assert "new_password2" in response.context["adminform"].form.errors
+    user.refresh_from_db()
+    assert user.check_password("pw")
 
 
 # --- Customers: the tree --------------------------------------------------------------

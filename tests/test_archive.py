@@ -131,7 +131,7 @@ def test_invariant_after_every_batch(world):
     eligible = [uid for uid, start in eligible if start < cutoff]
     moved = 0
     while True:
-        batch = archive.archive_batch(before=cutoff, batch_size=7)
+        batch = archive.move_batch(archive.archive_move(before=cutoff), batch_size=7)
         if batch.selected == 0:
             break
         assert batch.legs == min(7, len(eligible) - moved)
@@ -146,28 +146,28 @@ def test_invariant_after_every_batch(world):
 def test_whole_run_counts(world):
     legs = make_legs(world, list(range(40)))
     before = store()
-    result = archive.archive(before=T0 + 25, batch_size=6)
+    result = archive.run(archive.archive_move(before=T0 + 25), batch_size=6)
     assert (result.legs, result.batches, result.duplicates) == (25, 5, 0)
     assert result.costs == sum(len(costs_for(world, i)) for i in range(25))
     assert (result.first_start, result.last_start) == (T0, T0 + 24)
     check_moved(before, store(), {leg.uniqueid for leg in legs[:25]})
     # Nothing left to do: running again moves nothing.
-    assert archive.archive(before=T0 + 25, batch_size=6).legs == 0
+    assert archive.run(archive.archive_move(before=T0 + 25), batch_size=6).legs == 0
     check_moved(before, store(), {leg.uniqueid for leg in legs[:25]})
 
 
 def test_restore_brings_legs_back_with_costs(world):
     legs = make_legs(world, list(range(30)))
     before = store()
-    archive.archive(before=T0 + 100, batch_size=4)
+    archive.run(archive.archive_move(before=T0 + 100), batch_size=4)
     check_moved(before, store(), set(before))
     # [START, END): the leg starting at END stays archived.
-    result = archive.restore(start=T0 + 10, end=T0 + 20, batch_size=3)
+    result = archive.run(archive.restore_move(start=T0 + 10, end=T0 + 20), batch_size=3)
     assert result.legs == 10
     assert (result.first_start, result.last_start) == (T0 + 10, T0 + 19)
     restored = {leg.uniqueid for leg in legs[10:20]}
     check_moved(before, store(), set(before) - restored)
-    batch = archive.restore_batch(start=T0, end=T0 + 1, batch_size=5)
+    batch = archive.move_batch(archive.restore_move(start=T0, end=T0 + 1), batch_size=5)
     assert batch.legs == 1
     check_moved(before, store(), set(before) - restored - {legs[0].uniqueid})
 
@@ -190,7 +190,9 @@ def test_failure_inside_a_batch_changes_nothing(world, monkeypatch, path, step):
         monkeypatch.setattr(archive, "_fast_path_available", lambda conn: False)
     legs = make_legs(world, list(range(20)))
     before = store()
-    archive.archive_batch(before=T0 + 100, batch_size=5)  # a first batch goes through
+    archive.move_batch(
+        archive.archive_move(before=T0 + 100), batch_size=5
+    )  # a first batch goes through
     after_first = rows()
 
     real = getattr(archive, step)
@@ -201,7 +203,7 @@ def test_failure_inside_a_batch_changes_nothing(world, monkeypatch, path, step):
 
     monkeypatch.setattr(archive, step, step_then_fail)
     with pytest.raises(RuntimeError, match="injected"):
-        archive.archive_batch(before=T0 + 100, batch_size=5)
+        archive.move_batch(archive.archive_move(before=T0 + 100), batch_size=5)
     assert rows() == after_first
     with pytest.raises(CommandError, match="(?s)injected failure.*Run the command again"):
         call_command("archive_cdrs", "--before", str(T0 + 100), "--batch-size", "5")
@@ -269,7 +271,7 @@ def test_leg_already_archived_under_same_id_is_not_duplicated(world):
     ArchivedLegCost.objects.create(
         leg=copy, customer=world["a"], cost=Decimal("9"), currency=world["usd"]
     )
-    result = archive.archive(before=T0 + 1, batch_size=10)
+    result = archive.run(archive.archive_move(before=T0 + 1), batch_size=10)
     assert (result.legs, result.duplicates) == (1, 1)
     table, leg_id, costs = store()[leg.uniqueid]
     assert (table, leg_id) == ("archived", leg.id)
@@ -283,7 +285,7 @@ def test_leg_already_archived_under_another_id_keeps_one_copy(world):
     fields = {fld.attname: getattr(leg, fld.attname) for fld in Leg._meta.concrete_fields}
     fields["id"] = leg.id + 10_000
     ArchivedLeg.objects.create(**fields)
-    result = archive.archive(before=T0 + 1, batch_size=10)
+    result = archive.run(archive.archive_move(before=T0 + 1), batch_size=10)
     assert result.duplicates == 1
     table, leg_id, costs = store()[leg.uniqueid]
     assert (table, leg_id) == ("archived", leg.id + 10_000)
@@ -298,7 +300,7 @@ def test_id_used_by_another_call_stops_the_run_and_changes_nothing(world):
     )  # fmt: skip
     before = rows()
     with pytest.raises(IdClash, match="someone-else"):
-        archive.archive(before=T0 + 10, batch_size=10)
+        archive.run(archive.archive_move(before=T0 + 10), batch_size=10)
     assert rows() == before
     with pytest.raises(CommandError, match="already used by other calls"):
         call_command("archive_cdrs", "--before", str(T0 + 10))
@@ -319,11 +321,11 @@ def test_dry_run_writes_nothing(world):
     costs = sum(len(costs_for(world, i)) for i in range(6))
     assert f"and {costs} cost records" in text
     assert f"from {T0} (2023-11-14 22:13:20 UTC) to {T0 + 5}" in text
-    p = archive.plan(before=T0 + 6)
+    p = archive.plan_move(archive.archive_move(before=T0 + 6))
     assert (p.legs, p.costs, p.first_start, p.last_start) == (6, costs, T0, T0 + 5)
     assert (p.already_there, p.id_clashes) == (0, 0)
 
-    archive.archive(before=T0 + 6, batch_size=100)
+    archive.run(archive.archive_move(before=T0 + 6), batch_size=100)
     before = rows()
     call_command(
         "archive_cdrs", "--restore", "--between", str(T0), str(T0 + 3), "--dry-run", stdout=out
@@ -504,11 +506,11 @@ def test_matches_reference(world, monkeypatch, starts, cutoff, batch_size, resto
         legs = make_legs(world, starts)
         before = store()
         reference = {leg.uniqueid for leg in legs if leg.start < T0 + cutoff}
-        archive.archive(before=T0 + cutoff, batch_size=batch_size)
+        archive.run(archive.archive_move(before=T0 + cutoff), batch_size=batch_size)
         check_moved(before, store(), reference)
         if restore is not None:
             lo, hi = restore
-            archive.restore(start=T0 + lo, end=T0 + hi, batch_size=batch_size)
+            archive.run(archive.restore_move(start=T0 + lo, end=T0 + hi), batch_size=batch_size)
             reference -= {leg.uniqueid for leg in legs if T0 + lo <= leg.start < T0 + hi}
             check_moved(before, store(), reference)
         transaction.set_rollback(True)
@@ -520,9 +522,9 @@ def test_trigger_bypass_is_used_when_allowed_and_can_be_refused(world):
     assert archive.trigger_bypass_allowed(archive.archive_move(before=0))
     legs = make_legs(world, list(range(12)))
     before = store()
-    result = archive.archive(before=T0 + 6, batch_size=4)
+    result = archive.run(archive.archive_move(before=T0 + 6), batch_size=4)
     assert result.trigger_bypass
-    result = archive.archive(before=T0 + 12, batch_size=4, bypass_triggers=False)
+    result = archive.run(archive.archive_move(before=T0 + 12), batch_size=4, bypass_triggers=False)
     assert not result.trigger_bypass
     check_moved(before, store(), {leg.uniqueid for leg in legs})
     connection.check_constraints()
@@ -557,7 +559,7 @@ def test_fast_path_moves_ordinary_batches_without_falling_back(world, monkeypatc
 
     monkeypatch.setattr(archive, "_careful_batch", not_expected)
     before = store()
-    result = archive.archive(before=T0 + 20, batch_size=7)
+    result = archive.run(archive.archive_move(before=T0 + 20), batch_size=7)
     assert result.trigger_bypass
     assert result.legs == 20
     check_moved(before, store(), {leg.uniqueid for leg in legs})
@@ -570,7 +572,7 @@ def test_fast_path_holds_the_parents_of_the_moved_rows(world):
     # nobody may delete a customer or currency the moved rows refer to.
     make_legs(world, list(range(10)))
     with transaction.atomic():
-        moved = archive.archive_batch(before=T0 + 100, batch_size=100)
+        moved = archive.move_batch(archive.archive_move(before=T0 + 100), batch_size=100)
         assert moved.legs == 10
         with reader_connection() as other:
             for table, key in (
@@ -598,7 +600,7 @@ def test_a_leg_pointing_at_a_missing_parent_is_not_archived(world):
         cur.execute("SET LOCAL session_replication_role = DEFAULT")
     before = rows()
     with pytest.raises(Exception, match="999999|foreign key"):
-        archive.archive(before=T0 + 100, batch_size=100)
+        archive.run(archive.archive_move(before=T0 + 100), batch_size=100)
     assert rows() == before
 
 
@@ -613,7 +615,7 @@ def test_a_leg_written_behind_the_cursor_during_a_run_is_archived_too(world, mon
         return real(*args, **kwargs)
 
     monkeypatch.setattr(archive, "move_picked", write_a_late_leg)
-    result = archive.archive(before=T0 + 25, batch_size=4)
+    result = archive.run(archive.archive_move(before=T0 + 25), batch_size=4)
     assert result.legs == 16
     archived = {uid for uid, (table, _, _) in store().items() if table == "archived"}
     assert archived == {leg.uniqueid for leg in [*legs[:15], *late]}
@@ -651,7 +653,7 @@ def test_union_all_reader_sees_each_leg_once_while_a_batch_is_uncommitted(world,
             return moved
 
         monkeypatch.setattr(archive, "_move_costs", look_before_commit)
-        result = archive.archive(before=T0 + 100, batch_size=7)
+        result = archive.run(archive.archive_move(before=T0 + 100), batch_size=7)
         assert result.batches == 9
         assert seen == [(60, 60)] * 9
         assert reader.execute(SNAPSHOT_QUERY).fetchone() == (60, 60)
@@ -665,7 +667,7 @@ def test_two_statements_would_not_be_enough(world):
     make_legs(world, list(range(30)))
     with reader_connection() as reader, reader.transaction():
         live = reader.execute(f"SELECT count(*) FROM {Leg._meta.db_table}").fetchone()[0]
-        archive.archive_batch(before=T0 + 100, batch_size=10)
+        archive.move_batch(archive.archive_move(before=T0 + 100), batch_size=10)
         archived = reader.execute(f"SELECT count(*) FROM {ArchivedLeg._meta.db_table}")
         assert live + archived.fetchone()[0] == 40  # not 30
         assert reader.execute(SNAPSHOT_QUERY).fetchone() == (30, 30)  # one statement: fine
@@ -688,8 +690,8 @@ def test_readers_during_whole_runs(world, jobs):
     reader = threading.Thread(target=read_continuously)
     reader.start()
     try:
-        archive.archive(before=T0 + 120, batch_size=4, jobs=jobs)
-        archive.restore(start=T0 + 10, end=T0 + 50, batch_size=3, jobs=jobs)
+        archive.run(archive.archive_move(before=T0 + 120), batch_size=4, jobs=jobs)
+        archive.run(archive.restore_move(start=T0 + 10, end=T0 + 50), batch_size=3, jobs=jobs)
     finally:
         stop.set()
         reader.join()

@@ -78,7 +78,7 @@ def test_legs_restored_from_the_archive(client, actors):
     api.make_leg("old", actors.customer.id, archived=True, start=1_600_000_000,
                  cnumber="4488880000")  # fmt: skip
     assert not CalledNumber.objects.filter(value="4488880000").exists()
-    archive.restore(start=0, end=1_700_000_000, batch_size=10)
+    archive.run(archive.restore_move(start=0, end=1_700_000_000), batch_size=10)
     assert Leg.objects.filter(uniqueid="old").exists()
     assert missing_numbers() == set()
     assert found(client, actors, "8888") == ["old"]

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from cdrs.dataset.generator import generate
 from cdrs.dataset.importer import DatasetError, ImportResult, import_dataset
@@ -439,6 +440,34 @@ def test_both_postgresql_ways_store_the_same(bulk):
     assert snapshot() == first
 
 
+def _leg_table_ddl() -> list[tuple[str, str]]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = ANY(%s::regclass[]) UNION ALL "
+            "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+            "WHERE indrelid = ANY(%s::regclass[]) ORDER BY 1, 2",
+            [[m._meta.db_table for m in (Leg, ArchivedLeg, LegCost, ArchivedLegCost)]] * 2,
+        )
+        return cur.fetchall()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the bulk way is PostgreSQL's")
+def test_bulk_without_the_privilege_to_skip_triggers_restores_keys_and_indexes(monkeypatch):
+    from cdrs.dataset.importer import loader
+
+    monkeypatch.setattr(loader, "pg_session", lambda connection: False)
+    before = _leg_table_ddl()
+
+    # The main file's objects and the legs in one import, as an operator loads them.
+    legs = [a_leg(f"k.{i}", archived=i % 2 == 0) for i in range(20)]
+    result = load(example(cdrs=[]), legs, bulk=True)
+
+    assert result.method.startswith("postgresql (bulk")
+    assert _leg_table_ddl() == before
+    assert (Leg.objects.count(), ArchivedLeg.objects.count()) == (10, 10)
+
+
 # --- JSONL and standard input -----------------------------------------------------------
 
 
@@ -748,6 +777,43 @@ def test_a_uniqueid_twice_once_archived_and_once_not(bulk):
     messages = errors_of(None, legs, batch_size=3, bulk=bulk)
 
     assert any('"t.4" appears more than once in this import' in m for m in messages), messages
+
+
+STORED_WAYS = {
+    "bulk asked (the store holds legs: staged)": {"bulk": True},
+    "staged": {"bulk": False},
+}
+
+
+@pytest.mark.parametrize("way", STORED_WAYS.values(), ids=STORED_WAYS.keys())
+def test_a_stored_leg_named_in_two_jsonl_batches_is_refused(way):
+    load(example(cdrs=[]))
+    load(None, [a_leg("s.1"), a_leg("s.2")])
+    before = snapshot()
+
+    legs = [a_leg("s.1", callid="first"), a_leg("n.1"), a_leg("s.1", archived=True)]
+    messages = errors_of(None, legs, batch_size=1, **way)
+
+    assert messages == ['cdrs.jsonl line 3: uniqueid: "s.1" appears more than once in this import']
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("way", STORED_WAYS.values(), ids=STORED_WAYS.keys())
+def test_a_stored_leg_named_in_the_main_file_and_in_jsonl_is_refused(way):
+    load(example(cdrs=[]))
+    load(None, [a_leg("s.1")])
+
+    messages = errors_of({"cdrs": [a_leg("s.1")]}, [a_leg("s.1", talktime=1)], **way)
+
+    assert messages == ['cdrs.jsonl line 1: uniqueid: "s.1" appears more than once in this import']
+
+
+def test_a_new_leg_named_twice_into_an_empty_store_is_refused_by_the_bulk_way_too():
+    load(example(cdrs=[]))
+
+    messages = errors_of({"cdrs": [a_leg("n.1")]}, [a_leg("n.1")], bulk=True)
+
+    assert messages == ['cdrs.jsonl line 1: uniqueid: "n.1" appears more than once in this import']
 
 
 WAYS = {

@@ -353,9 +353,10 @@ def test_workers_are_capped_at_the_cores(tmp_path):
         "import_dataset", "--cdrs", str(path), "--workers", "200", stdout=io.StringIO(), stderr=err
     )
     assert f"--workers 200: using {_cli.cpus()} (the cores here)" in err.getvalue()
-    from cdrs.dataset.importer import _PgBulkWriter, _workers_for
+    from cdrs.dataset.importer.loader import _workers_for
+    from cdrs.dataset.importer.pg_bulk import PgBulkWriter
 
-    assert _workers_for(object.__new__(_PgBulkWriter), 200) == _cli.cpus()
+    assert _workers_for(object.__new__(PgBulkWriter), 200) == _cli.cpus()
 
 
 # --- 4. database failures: one line, exit 1 -------------------------------------------------

@@ -28,7 +28,7 @@ of them in constant memory.
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import math
 import random
 from collections import deque
@@ -39,241 +39,25 @@ from typing import Any, BinaryIO
 
 import orjson
 
-# 2026-11-01 00:00:00 UTC: a fixed end, so that output does not depend on the day it is made.
-DEFAULT_END = 1_793_491_200
-DAY = 86_400
-
-# (code, value of one unit in the base currency, USD)
-CURRENCIES: tuple[tuple[str, str], ...] = (
-    ("USD", "1"),
-    ("EUR", "1.08"),
-    ("GBP", "1.27"),
-    ("JPY", "0.0067"),
-    ("CHF", "1.13"),
-    ("AUD", "0.66"),
-    ("CAD", "0.73"),
-    ("SEK", "0.095"),
-    ("NOK", "0.093"),
-    ("DKK", "0.145"),
-    ("PLN", "0.25"),
-    ("CZK", "0.043"),
-    ("BRL", "0.2"),
-    ("INR", "0.012"),
-    ("ZAR", "0.055"),
-    ("MXN", "0.058"),
+from cdrs.dataset.options import DAY, Options
+from cdrs.dataset.vocabulary import (
+    CALLER_NAMES,
+    COUNTRIES,
+    CURRENCIES,
+    HOUR_WEIGHT,
+    LEAF_BILL_TYPES,
+    NAME_SUFFIXES,
+    NAME_WORDS_A,
+    NAME_WORDS_B,
+    PEERS,
+    PLAN_NO_CDRS,
+    RATE_PLANS,
+    ROLE_BY_KIND,
+    ROLES,
+    SHORT_NUMBERS,
+    STATUSES,
+    TARGET_TYPES,
 )
-
-RATE_PLANS: tuple[dict[str, Any], ...] = (
-    {"id": 1, "name": "Standard", "features": ["cdrs"]},
-    {"id": 2, "name": "Premium", "features": ["cdrs", "recording"]},
-    {"id": 3, "name": "Basic (no call records)", "features": ["voicemail"]},
-    {"id": 4, "name": "Wholesale", "features": ["cdrs", "wholesale"]},
-)
-PLAN_NO_CDRS = 3
-
-# Role kinds, by the suffix of the usernames that have them.
-ROLES: tuple[dict[str, Any], ...] = (
-    {"id": 1, "name": "Administrator", "privileges": ["cdrs", "archive"]},
-    {"id": 2, "name": "CDR viewer", "privileges": ["cdrs"]},
-    {"id": 3, "name": "Callshop operator", "privileges": ["callshop"]},
-    {"id": 4, "name": "Callshop manager", "privileges": ["callshop", "archive"]},
-    {"id": 5, "name": "Phone user", "privileges": ["voicemail"]},
-)
-ROLE_BY_KIND = {"admin": 1, "viewer": 2, "callshop": 3, "callshop-archive": 4, "phone": 5}
-
-PEERS: tuple[str, ...] = (
-    "Carrier A (UK)",
-    "Carrier B (EU)",
-    "Carrier C (US)",
-    "Mobile interconnect",
-    "Emergency services",
-    "Toll-free provider",
-    "Wholesale route 1",
-    "Wholesale route 2",
-)
-
-LEAF_BILL_TYPES = (
-    ("postpaid", 34),
-    ("prepaid", 22),
-    ("prepaid_calls", 10),
-    ("prepaid_invoices", 9),
-    ("external", 9),
-    ("none", 6),
-    ("callshop", 10),
-)
-
-STATUSES = (
-    ("answer", 64),
-    ("noanswer", 14),
-    ("cancel", 9),
-    ("busy", 7),
-    ("congestion", 3),
-    ("chanunavail", 3),
-)
-
-CALLER_NAMES = (
-    "",
-    "",
-    "",
-    "Reception",
-    "ACME Sales",
-    "JOHN SMITH",
-    "jane doe",
-    "José Ñúñez",
-    "Zoë Ørsted",
-    "ÉLODIE Durand",
-    "élodie durand",
-    "François Müller",
-    "Søren Ærø",
-    "Åsa Öberg",
-    "Łukasz Żółć",
-    "Ñandú Café",
-    "İpek Işık",
-    "Straße & Söhne GmbH",
-    "ΟΔΥΣΣΕΑΣ Παπαδόπουλος",
-    "Dvořák, Antonín",
-    "mcDonald, Ronan",
-    "O'Brien",
-    "Þórr Eiríksson",
-    "Émile ZOLA",
-    "Ångström Lab",
-    "Renée Lévesque",
-    "Иван Петров",
-    "山田太郎",
-    "100% Pure_Water",
-    "Unknown",
-    "Anonymous",
-    "Dr. Chloé Ó Súilleabháin",
-)
-
-NAME_WORDS_A = (
-    "Acme",
-    "Globex",
-    "Initech",
-    "Umbrella",
-    "Hooli",
-    "Vandelay",
-    "Ñandú",
-    "Zürich",
-    "Ørsted",
-    "Café",
-    "Björk",
-    "Łódź",
-    "Soylent",
-    "Stark",
-    "Wayne",
-    "Cyberdyne",
-    "Tyrell",
-    "Gringotts",
-    "Müller",
-    "Crème",
-)
-NAME_WORDS_B = (
-    "Telecom",
-    "Networks",
-    "Voice",
-    "Systems",
-    "Trading",
-    "Consulting",
-    "Hotel",
-    "Bakery",
-    "Dental",
-    "Logistics",
-    "Pharmacy",
-    "Studio",
-    "Garage",
-    "Call Centre",
-    "Téléphonie",
-)
-NAME_SUFFIXES = ("Ltd", "GmbH", "S.A.", "AB", "Sp. z o.o.", "Inc.", "S.à r.l.", "")
-
-# (country code, digits after it)
-COUNTRIES = (
-    ("44", 10),
-    ("33", 9),
-    ("1", 10),
-    ("49", 10),
-    ("49", 11),
-    ("81", 10),
-    ("86", 11),
-    ("61", 9),
-    ("34", 9),
-    ("39", 10),
-    ("46", 9),
-    ("91", 10),
-    ("55", 11),
-    ("353", 9),
-    ("372", 7),
-)
-SHORT_NUMBERS = ("112", "999", "911", "118118", "100", "1571")
-# Calls an hour, relatively, from midnight on.
-HOUR_WEIGHT = (
-    1, 1, 1, 1, 1, 2, 4, 8, 14, 18, 18, 16,  # 00:00 to 11:00
-    12, 15, 17, 16, 13, 9, 6, 4, 3, 2, 1, 1,  # 12:00 to 23:00
-)  # fmt: skip
-
-TARGET_TYPES = (
-    ("phone", 50),
-    ("queue", 15),
-    ("voicemail", 12),
-    ("ivr", 10),
-    ("huntgroup", 7),
-    ("conference", 3),
-    ("fax", 3),
-)
-
-
-@dataclass(frozen=True)
-class Options:
-    """What to generate. `end` is the Unix time at which the period of calls ends."""
-
-    customers: int = 50
-    depth: int = 4
-    # Customers under each top-level reseller (None: about a quarter of the system).
-    reseller_size: int | None = None
-    legs: int = 2000
-    days: int = 60
-    currencies: int = 3
-    # None: scaled with the number of customers (12 to 30).
-    users: int | None = None
-    seed: int = 1
-    password: str = "secret"  # noqa: S105 - the documented demo password
-    end: int = DEFAULT_END
-
-    def __post_init__(self) -> None:
-        if self.customers < 1:
-            raise ValueError("customers: at least 1 (the system owner)")
-        if self.customers > 1 and self.depth < 1:
-            raise ValueError("depth: at least 1 when there is more than one customer")
-        if self.reseller_size is not None and self.reseller_size < 1:
-            raise ValueError("reseller_size: at least 1")
-        if self.legs < 0:
-            raise ValueError("legs: 0 or more")
-        if self.days < 1:
-            raise ValueError("days: at least 1")
-        if not 1 <= self.currencies <= len(CURRENCIES):
-            raise ValueError(f"currencies: from 1 to {len(CURRENCIES)}")
-        if self.users is not None and self.users < 1:
-            raise ValueError("users: at least 1 (the owner's)")
-        if self.end < self.days * DAY:
-            raise ValueError("end: the period must not start before 1970")
-        # What import_dataset would refuse is refused here.
-        from cdrs.dataset.importer import MAX_STR, TIME_MAX
-
-        if self.end > TIME_MAX:
-            raise ValueError(f"end: at most {TIME_MAX} (9999-12-31 23:59:59 UTC)")
-        if not self.password or len(self.password) > MAX_STR or "\x00" in self.password:
-            raise ValueError(f"password: 1 to {MAX_STR} characters, no NUL")
-
-    @property
-    def user_count(self) -> int:
-        # Hashing a password takes a good fraction of a second, so a large system still
-        # gets a few dozen users rather than one each.
-        return self.users if self.users is not None else min(30, max(12, self.customers // 10))
-
-    @property
-    def top_reseller_size(self) -> int:
-        return self.reseller_size or max(5, (self.customers - 1) // 4)
 
 
 @dataclass
@@ -299,22 +83,14 @@ class _Customer:
 
 
 def _weighted(rnd: random.Random, pairs: tuple[tuple[str, int], ...]) -> str:
-    total = sum(w for _, w in pairs)
-    x = rnd.random() * total
-    for value, w in pairs:
-        x -= w
-        if x < 0:
-            return value
-    return pairs[-1][0]
+    values, weights = zip(*pairs, strict=True)
+    return rnd.choices(values, weights)[0]
 
 
-def _cumulative(pairs: tuple[tuple[str, int], ...]) -> tuple[list[str], list[float]]:
-    values, cum, total = [], [], 0.0
-    for value, w in pairs:
-        total += w
-        values.append(value)
-        cum.append(total)
-    return values, [c / total for c in cum]
+def _cumulative(pairs: tuple[tuple[str, int], ...]) -> tuple[list[str], list[int]]:
+    """Values and cumulative weights, for random.choices(values, cum_weights=...)."""
+    values, weights = zip(*pairs, strict=True)
+    return list(values), list(itertools.accumulate(weights))
 
 
 def _money(micro: int) -> str:
@@ -595,7 +371,6 @@ class DatasetGenerator:
         for c, rank in zip(self.customers, ranks, strict=True):
             acc += rank**-0.7 * (1.0 if c.enabled else 0.2) * (0.3 if c.parent is None else 1)
             self._cum.append(acc)
-        self._cum_total = acc
 
         self._external = [cc + _digits(rnd, n) for cc, n in COUNTRIES for _ in range(300)]
         self._external += ["00" + e for e in self._external[:200]] + list(SHORT_NUMBERS)
@@ -626,7 +401,7 @@ class DatasetGenerator:
             emitted += want
 
     def _pick_customer(self) -> _Customer:
-        return self.customers[bisect.bisect(self._cum, self._rnd.random() * self._cum_total)]
+        return self._rnd.choices(self.customers, cum_weights=self._cum)[0]
 
     def _call(self, start: int) -> list[dict[str, Any]]:
         """The legs of one call (one to three, sharing the first leg's uniqueid as callid).
@@ -634,9 +409,10 @@ class DatasetGenerator:
         A route is (direction, stype, snumber, ctype, cnumber, dtype, dnumber)."""
         rnd = self._rnd
         r = rnd.random
-        c = self.customers[bisect.bisect(self._cum, r() * self._cum_total)]
+        choices = rnd.choices
+        c = choices(self.customers, cum_weights=self._cum)[0]
         values, cum = self._statuses
-        status = values[bisect.bisect(cum, r())]
+        status = choices(values, cum_weights=cum)[0]
         answered = status == "answer"
         # expovariate(1 / 150), without its call overhead: mean 2.5 minutes.
         talk = min(int(-math.log(1.0 - r()) * 150) + 1, 7200) if answered else 0
@@ -657,7 +433,7 @@ class DatasetGenerator:
             return [leg(None, start, ring, talk, status, c, out, peer=peer, charged=True)]
         if x < 0.82:  # in from the world, to one of the customer's numbers
             values, cum = self._targets
-            dtype = values[bisect.bisect(cum, r())]
+            dtype = choices(values, cum_weights=cum)[0]
             did = c.dids[int(r() * len(c.dids))]
             route = ("in", "external", outside, "did", did, dtype, ext)
             first = leg(None, start, ring, talk, status, c, route, peer=peer, charged=r() < 0.1)

@@ -237,9 +237,12 @@ class Command(BaseCommand):
         raise CommandError("say which legs: --older-than DAYS, --before UNIXTIME or --restore")
 
     def _describe(self, move: Move) -> str:
-        if move.lo is None:
-            return f"legs that started before {when(move.hi)}"
-        return f"archived legs that started from {when(move.lo)} to before {when(move.hi)}"
+        if move.starts_from is None:
+            return f"legs that started before {when(move.starts_before)}"
+        return (
+            f"archived legs that started from {when(move.starts_from)} "
+            f"to before {when(move.starts_before)}"
+        )
 
     def _report_plan(self, move: Move, p: Plan) -> None:
         dest = "the archive" if move.verb == "archived" else "the live tables"

@@ -14,7 +14,8 @@ from typing import Any, BinaryIO
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cdrs.dataset.generator import DEFAULT_END, DatasetGenerator, Options, write_dataset
+from cdrs.dataset.generator import DatasetGenerator, write_dataset
+from cdrs.dataset.options import DEFAULT_END, Options
 from cdrs.management.commands import _cli
 
 
@@ -133,32 +134,32 @@ class Command(BaseCommand):
             help="write the legs here, one a line, instead of into --out",
         )
 
-    def handle(self, *args: Any, **o: Any) -> None:
+    def handle(self, *args: Any, **given: Any) -> None:
         try:
             options = Options(
-                customers=o["customers"],
-                depth=o["depth"],
-                reseller_size=o["reseller_size"],
-                legs=o["legs"],
-                days=o["days"],
-                currencies=o["currencies"],
-                users=o["users"],
-                seed=o["seed"],
-                password=o["password"],
-                end=o["end"],
+                customers=given["customers"],
+                depth=given["depth"],
+                reseller_size=given["reseller_size"],
+                legs=given["legs"],
+                days=given["days"],
+                currencies=given["currencies"],
+                users=given["users"],
+                seed=given["seed"],
+                password=given["password"],
+                end=given["end"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        if o["out"] == "-" and o["cdrs_out"] == "-":
+        if given["out"] == "-" and given["cdrs_out"] == "-":
             raise CommandError("--out and --cdrs-out cannot both be standard output")
         started = time.monotonic()
         try:
             with _cli.interruptible():
-                gen = self._write(o, options)
+                gen = self._write(given, options)
         except ValueError as exc:  # found while building the objects
             raise CommandError(str(exc)) from None
         except OSError as exc:
-            raise CommandError(f"{exc.filename or o['out']}: {exc.strerror}") from None
+            raise CommandError(f"{exc.filename or given['out']}: {exc.strerror}") from None
         except KeyboardInterrupt as exc:
             raise _cli.interrupted_error(exc, "no file was written") from None
         seconds = time.monotonic() - started
@@ -167,11 +168,13 @@ class Command(BaseCommand):
             f"in {seconds:.1f} s ({options.legs / max(seconds, 1e-9):,.0f} legs/s)"
         )
 
-    def _write(self, o: dict[str, Any], options: Options) -> DatasetGenerator:
+    def _write(self, given: dict[str, Any], options: Options) -> DatasetGenerator:
         limit = settings.ENSWITCH_IMPORT_MAX_FILE_BYTES
         with ExitStack() as stack:
-            out = _Counted(stack.enter_context(_output(o["out"])))
-            cdrs_out = stack.enter_context(_output(o["cdrs_out"])) if o["cdrs_out"] else None
+            out = _Counted(stack.enter_context(_output(given["out"])))
+            cdrs_out = (
+                stack.enter_context(_output(given["cdrs_out"])) if given["cdrs_out"] else None
+            )
             gen = write_dataset(out, options, cdrs_out=cdrs_out)  # type: ignore[arg-type]
             out.flush()
             if out.written > limit:

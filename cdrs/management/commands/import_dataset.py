@@ -14,8 +14,8 @@ from cdrs.dataset.importer import (
     ERROR_LIMIT,
     DatasetError,
     Progress,
-    _database_errors,
     cores,
+    database_errors,
     import_dataset,
 )
 from cdrs.management.commands import _cli
@@ -88,7 +88,7 @@ class Command(BaseCommand):
                 result = self._import(path, cdrs_path, options)
         except KeyboardInterrupt as exc:
             raise _cli.interrupted_error(exc, "nothing was written") from None
-        except _database_errors() as exc:
+        except database_errors() as exc:
             what, _ = _cli.database_problem(exc)
             raise CommandError(f"{what}; nothing was written") from None
         except OSError as exc:  # reading a file
