@@ -217,7 +217,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = os.environ.get("STATIC_ROOT") or str(BASE_DIR / "var" / "static")
 
-# Production hardening; each is explained in the README ("check --deploy").
+# Production hardening; each is explained in docs/deployment.md ("check --deploy").
 # Trusted only when the operator says the proxy sets (and overwrites) the header:
 # gunicorn may be reached directly, and then any client could claim HTTPS.
 SECURE_PROXY_SSL_HEADER = (
@@ -242,7 +242,7 @@ REST_FRAMEWORK = {
 }
 
 # OpenAPI description served at /api/schema/ (YAML; ?format=json for JSON), built by
-# enswitch/api/schema.py from the FilterSets.
+# enswitch/api/schema.py from what each app registers (cdrs/schema.py for the cdrs calls).
 SPECTACULAR_SETTINGS = {
     "TITLE": "Enswitch-compatible CDR API",
     "DESCRIPTION": "cdrs/list and cdrs/get, as the Enswitch JSON API answers them.",
@@ -282,7 +282,7 @@ ENSWITCH_EXPORT_TIMEOUT_MS = envint("ENSWITCH_EXPORT_TIMEOUT_MS", 600_000)
 # Rows fetched from the database per round trip when streaming.
 ENSWITCH_STREAM_CHUNK = envint("ENSWITCH_STREAM_CHUNK", 2000)
 
-# --- Management commands (import_dataset, archive_cdrs); see the README ----------------
+# --- Management commands (import_dataset, archive_cdrs); see docs/ ---------------------
 # Largest main dataset file (its objects are held in memory, at up to ~12x its size);
 # legs in volume go in a JSONL file, read line by line.
 ENSWITCH_IMPORT_MAX_FILE_BYTES = envint("ENSWITCH_IMPORT_MAX_FILE_BYTES", 64 * 1024 * 1024)
