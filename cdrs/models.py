@@ -16,7 +16,7 @@ from django.db.models import F, Q
 
 from cdrs.scope import Scope
 from customers.models import Card, Currency, Customer, Invoice, Peer
-from enswitch.fields import CodePointCharField
+from enswitch.fields import MAX_STRING, CodePointCharField
 
 if TYPE_CHECKING:
     from customers.models import User
@@ -88,20 +88,20 @@ class LegQuerySet(models.QuerySet):
 
 
 class LegBase(models.Model):
-    uniqueid = CodePointCharField(max_length=255)
-    callid = CodePointCharField(max_length=255)
+    uniqueid = CodePointCharField(max_length=MAX_STRING)
+    callid = CodePointCharField(max_length=MAX_STRING)
     start = models.BigIntegerField(help_text="Unix time.")
     end = models.BigIntegerField(help_text="Unix time.")
     talktime = models.BigIntegerField(default=0)
-    status = CodePointCharField(max_length=255, blank=True, default="")
+    status = CodePointCharField(max_length=MAX_STRING, blank=True, default="")
     direction = CodePointCharField(max_length=16, choices=Direction.choices)
-    stype = CodePointCharField(max_length=255, blank=True, default="")
-    snumber = CodePointCharField(max_length=255, blank=True, default="")
-    ctype = CodePointCharField(max_length=255, blank=True, default="")
-    cnumber = CodePointCharField(max_length=255, blank=True, default="")
-    dtype = CodePointCharField(max_length=255, blank=True, default="")
-    dnumber = CodePointCharField(max_length=255, blank=True, default="")
-    callername = CodePointCharField(max_length=255, blank=True, default="")
+    stype = CodePointCharField(max_length=MAX_STRING, blank=True, default="")
+    snumber = CodePointCharField(max_length=MAX_STRING, blank=True, default="")
+    ctype = CodePointCharField(max_length=MAX_STRING, blank=True, default="")
+    cnumber = CodePointCharField(max_length=MAX_STRING, blank=True, default="")
+    dtype = CodePointCharField(max_length=MAX_STRING, blank=True, default="")
+    dnumber = CodePointCharField(max_length=MAX_STRING, blank=True, default="")
+    callername = CodePointCharField(max_length=MAX_STRING, blank=True, default="")
     callername_folded = CodePointCharField(max_length=1024, blank=True, default="", editable=False)
     scustomer = models.ForeignKey(
         Customer, on_delete=models.PROTECT, related_name="+", db_index=False
@@ -220,7 +220,7 @@ class CalledNumber(models.Model):
     not use it (its LIKE reads the legs).
     """
 
-    value = CodePointCharField(max_length=255, primary_key=True)
+    value = CodePointCharField(max_length=MAX_STRING, primary_key=True)
 
     def __str__(self) -> str:
         return self.value

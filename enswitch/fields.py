@@ -6,6 +6,12 @@ from typing import Any
 
 from django.db import models
 
+# The limits of the contract, for the API's parameters and the dataset's values alike:
+# integers are signed 64-bit, strings at most 255 code points (the text columns' size).
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+MAX_STRING = 255
+
 
 class CodePointCharField(models.CharField):
     """A CharField that compares and sorts by Unicode code point on every database.

@@ -12,9 +12,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
-MAX_STRING = 255
+from enswitch.fields import INT64_MAX, INT64_MIN, MAX_STRING
 
 # ASCII digits only: Python's \d (and int()) would also accept other scripts' digits.
 INTEGER = re.compile(r"-?[0-9]+")

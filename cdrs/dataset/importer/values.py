@@ -8,11 +8,12 @@ from typing import Any
 
 import orjson
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+from enswitch.fields import INT64_MAX, INT64_MIN
+from enswitch.fields import MAX_STRING as MAX_STR
+
 # A leg's start and end: what a date can show (1970-01-01 to 9999-12-31 23:59:59 UTC),
 # well inside the API's 64-bit integers.
 TIME_MIN, TIME_MAX = 0, 253_402_300_799
-MAX_STR = 255
 
 MISSING: Any = object()
 
