@@ -10,7 +10,8 @@ import orjson
 import pytest
 from django.core.management import call_command
 
-from cdrs.dataset.generator import Options, generate, write_dataset
+from cdrs.dataset.files import write_dataset
+from cdrs.dataset.generator import Options, generate
 from cdrs.dataset.importer import import_dataset
 from cdrs.models import ArchivedLeg, Leg, LegCost
 from customers.models import Customer, Role, User

@@ -14,7 +14,8 @@ from typing import Any, BinaryIO
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cdrs.dataset.generator import DatasetGenerator, write_dataset
+from cdrs.dataset.files import write_dataset
+from cdrs.dataset.generator import DatasetGenerator
 from cdrs.dataset.options import DEFAULT_END, Options
 from cdrs.management.commands import _cli
 
