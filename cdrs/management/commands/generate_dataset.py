@@ -8,6 +8,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -137,18 +138,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **given: Any) -> None:
         try:
-            options = Options(
-                customers=given["customers"],
-                depth=given["depth"],
-                reseller_size=given["reseller_size"],
-                legs=given["legs"],
-                days=given["days"],
-                currencies=given["currencies"],
-                users=given["users"],
-                seed=given["seed"],
-                password=given["password"],
-                end=given["end"],
-            )
+            # Each of the generator's options has a command option of the same name.
+            options = Options(**{f.name: given[f.name] for f in fields(Options)})
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         if given["out"] == "-" and given["cdrs_out"] == "-":
