@@ -254,6 +254,20 @@ class CostBase(models.Model):
     class Meta:
         abstract = True
 
+    def save(self, *args, **kwargs) -> None:
+        # On a Citus cluster the leg is the record's distribution column, which no UPDATE
+        # may set, even to the value it has: a stored record is updated without it.
+        if (
+            not self._state.adding
+            and kwargs.get("update_fields") is None
+            and not kwargs.get("force_insert")
+            and citus.is_distributed(kwargs.get("using") or self._state.db or "default")
+        ):
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "leg"
+            ]
+        super().save(*args, **kwargs)
+
     def __str__(self) -> str:
         who = f"customer {self.customer_id}" if self.customer_id else f"card {self.card_id}"
         return f"{self.cost} {self.currency_id} for {who}"

@@ -220,3 +220,19 @@ def lay_out_after_migrate(sender: Any, using: str = "default", **kwargs: Any) ->
     for line in lay_out(using):
         if kwargs.get("verbosity", 1) >= 1:
             print(f"  Citus: {line}")
+
+
+def distributed_row_estimate(table: str, using: str = "default") -> int | None:
+    """The planner's row estimate of a distributed table: the sum of its shards' (each
+    on its worker). None when the table is not distributed or no shard was analysed."""
+    if not is_distributed(using):
+        return None
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT sum(greatest(result::float8, 0)), bool_or(result::float8 >= 0) "
+            "FROM run_command_on_shards(%s, "
+            "$$SELECT reltuples FROM pg_class WHERE oid = '%%s'::regclass$$) WHERE success",
+            [table],
+        )
+        total, analysed = cursor.fetchone()
+    return int(total) if analysed else None
