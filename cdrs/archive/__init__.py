@@ -453,8 +453,13 @@ def plan_move(move: Move, *, using: str = "default") -> Plan:
         (costs,) = cur.fetchone()
         cur.execute(
             sql.statement(
-                "SELECT count(*) FROM {src} s JOIN {dst} d ON d.{uniqueid} = s.{uniqueid} "
-                "WHERE {where}",
+                "SELECT count(*) FROM {src} s JOIN {dst} d ON {same} WHERE {where}",
+                # On the cluster a copy is found by id too (see statements._copy_costs).
+                same=sql.statement(
+                    "d.{id} = s.{id} AND d.{uniqueid} = s.{uniqueid}"
+                    if sql.distributed
+                    else "d.{uniqueid} = s.{uniqueid}"
+                ),
                 where=where,
             ),
             params,

@@ -19,7 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from cdrs.dataset.importer.errors import DatasetError, Errors, Place, jsonl_place, main_place
 from cdrs.dataset.importer.legs import LegChecker
 from cdrs.dataset.importer.passwords import hash_passwords
-from cdrs.dataset.importer.pg import lock_leg_tables, pg_empty, pg_session
+from cdrs.dataset.importer.pg import cluster_session, lock_leg_tables, pg_empty, pg_session
 from cdrs.dataset.importer.pg_bulk import Payloads, PgBulkWriter, bulk_payloads, repeated_legs
 from cdrs.dataset.importer.pg_staged import PgStagedWriter
 from cdrs.dataset.importer.processes import cores, quiet_worker
@@ -85,6 +85,7 @@ def make_writer(connection: Any, *, bulk: bool | None, expected_legs: int) -> An
         return SqliteWriter(connection)
     if connection.vendor != "postgresql":
         raise DatasetError([f"import_dataset does not support the {connection.vendor} database"])
+    cluster_session(connection)
     replica = pg_session(connection)
     if bulk is None:
         bulk = expected_legs >= BULK_MIN_LEGS

@@ -11,6 +11,7 @@ from cdrs.dataset.importer.legs import COST_COLUMNS, LEG_COLUMNS, LEG_FIELDS
 from cdrs.dataset.importer.writing import SIDES, Counts, StoredLegsNamed, by_side
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
 from customers.models import Card, Currency, Customer, Invoice, Peer
+from enswitch import citus
 
 INT_FIELDS = frozenset(
     {"start", "end", "talktime", "scustomer", "dcustomer", "peer", "invoice", "card"}
@@ -50,6 +51,9 @@ class PgWriter:
         self.t = PgNames()
         self.raw = connection.connection
         self.replica = replica
+        # On a Citus cluster uniqueid has no unique constraint (docs/scaling.md): the
+        # writers look each batch's uniqueids up in both tables instead.
+        self.distributed = citus.is_distributed(connection.alias)
         self.counts = Counts()
         self.named = StoredLegsNamed()
         self.written = by_side(bool)  # legs written to each side so far
@@ -101,6 +105,16 @@ def pg_session(connection: Any) -> bool:
         lock = sql.SQL("WITH l AS (SELECT 1 FROM {} FOR KEY SHARE) SELECT count(*) FROM l")
         cur.execute(lock.format(sql.Identifier(model._meta.db_table)))
     return True
+
+
+def cluster_session(connection: Any) -> None:
+    """On a Citus cluster: the SET LOCALs of this transaction hold on the workers too
+    (where the shards' triggers run), and one connection per worker is used, since the
+    import writes reference tables in the same transaction."""
+    if citus.is_distributed(connection.alias):
+        cur = connection.connection.cursor()
+        cur.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+        cur.execute("SET LOCAL citus.multi_shard_modify_mode = 'sequential'")
 
 
 def pg_empty(connection: Any) -> bool:

@@ -58,8 +58,14 @@ class PgBulkWriter(PgWriter):
         self.ddl = [
             _Ddl(sql.SQL("DROP INDEX {}").format(sql.Identifier(schema, index)), indexdef)
             for schema, index, indexdef in cur.fetchall()
+            # On the cluster the uniqueid index serves the lookups of every batch, and
+            # with the workers' foreign-key checks pending (no replica mode) no index
+            # may be built in this transaction.
+            if not (self.distributed and (indexdef.endswith("(uniqueid)") or not replica))
         ]
-        if not replica:
+        # (On a Citus cluster the foreign keys stay: the workers' deferred checks would
+        # hold up the ALTER TABLEs.)
+        if not replica and not self.distributed:
             cur.execute(
                 "SELECT c.conname, pg_get_constraintdef(c.oid), n.nspname, r.relname "
                 "FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid "
@@ -100,6 +106,18 @@ class PgBulkWriter(PgWriter):
             for side in SIDES
         }
 
+        self.batch_uids = sql.SQL(
+            "SELECT uniqueid FROM {} WHERE id BETWEEN %s AND %s "
+            "UNION ALL SELECT uniqueid FROM {} WHERE id BETWEEN %s AND %s"
+        ).format(*(t.leg[side] for side in SIDES))
+        self.earlier = {
+            side: sql.SQL(
+                "SELECT uniqueid FROM {} WHERE uniqueid = ANY(%s::text[]) "
+                "AND id NOT BETWEEN %s AND %s"
+            ).format(t.leg[side])
+            for side in SIDES
+        }
+
     def reserve(self, n: int) -> int:
         """The first of `n` ids for a batch: new legs are numbered here, not by the
         sequence (set once at the end), so that checked batches arrive formatted."""
@@ -135,6 +153,8 @@ class PgBulkWriter(PgWriter):
             if costs:
                 with cur.copy(self.copy_cost[side]) as copy:
                     copy.write(costs)
+        if self.distributed:
+            return self._repeated(cur, first, last)
         # A uniqueid of the batch may already be in the other table only if the batch's
         # uniqueids and the other table's overlap: rarely so for legs in time order.
         looks = [side for side in SIDES if _overlap(payloads[side][2], self.span[other_side(side)])]
@@ -152,6 +172,18 @@ class PgBulkWriter(PgWriter):
             if twice:
                 return twice
         return None
+
+    def _repeated(self, cur: Any, first: int, last: int) -> set[str] | None:
+        """Cluster: the uniqueids of legs first..last that an earlier batch gave, in
+        either table (a batch's own repeats are refused before it is written)."""
+        cur.execute(self.batch_uids, (first, last, first, last))
+        uids = [uid for (uid,) in cur.fetchall()]
+        twice: set[str] = set()
+        for side in SIDES:
+            if self.written[side]:
+                cur.execute(self.earlier[side], (uids, first, last))
+                twice.update(uid for (uid,) in cur.fetchall())
+        return twice or None
 
     def finish(self) -> list[str]:
         cur = self.raw.cursor()

@@ -120,6 +120,36 @@ class PgStagedWriter(PgWriter):
     def _resolve_stored(self, cur: Any, batch: Batch, ids: list[int]) -> list[str]:
         """Legs of the batch already stored: updated in place, or moved to the other
         table with their id; a leg this import already wrote is a duplicate."""
+        if self.distributed:
+            found = self._stored_on_cluster(cur, batch, ids)
+        else:
+            found = self._stored(cur)
+        if not found:
+            return []
+        return self._resolve(cur, batch, ids, found)
+
+    def _stored_on_cluster(self, cur: Any, batch: Batch, ids: list[int]) -> list[tuple]:
+        """As _stored, by uniqueid lookups on the shards (the staged table is local to
+        the coordinator, and Citus does not join it LATERAL with distributed tables)."""
+        uids = [row[0] for row in batch.rows]
+        stored = by_side(dict)
+        for side in SIDES:
+            if self.written[side]:
+                cur.execute(
+                    sql.SQL("SELECT uniqueid, id FROM {} WHERE uniqueid = ANY(%s::text[])").format(
+                        self.t.leg[side]
+                    ),
+                    (uids,),
+                )
+                stored[side] = dict(cur.fetchall())
+        return [
+            (ids[k], batch.archived[k], stored[LIVE].get(uid), stored[ARCHIVE].get(uid))
+            for k, uid in enumerate(uids)
+            if uid in stored[LIVE] or uid in stored[ARCHIVE]
+        ]
+
+    def _stored(self, cur: Any) -> list[tuple]:
+        """Staged legs already stored: (staged id, archived, live id, archived id)."""
         t = self.t
         looks = [
             sql.SQL(
@@ -139,9 +169,10 @@ class PgStagedWriter(PgWriter):
                 "WHERE h.id IS NOT NULL OR a.id IS NOT NULL"
             ).format(_STAGED_LEG, sql.SQL(" ").join(looks))
         )
-        found = cur.fetchall()
-        if not found:
-            return []
+        return cur.fetchall()
+
+    def _resolve(self, cur: Any, batch: Batch, ids: list[int], found: list[tuple]) -> list[str]:
+        t = self.t
         index = {leg_id: k for k, leg_id in enumerate(ids)}
         problems, old, new = [], [], []
         drop_costs = by_side()
