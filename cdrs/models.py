@@ -66,6 +66,23 @@ class LegQuerySet(models.QuerySet):
             return self.filter(Q(scustomer_id=cid) | Q(dcustomer_id=cid))
         return self.filter(Q(scustomer_id__in=customer_ids) | Q(dcustomer_id__in=customer_ids))
 
+    def bulk_create(self, objs, *args, **kwargs):  # noqa: ANN001, ANN201 - Django's signature
+        """On a Citus cluster, legs without an id take theirs from the sequence first:
+        Citus returns the rows of a multi-row INSERT shard by shard, not in the order
+        given, so ids read back would land on the wrong objects."""
+        objs = list(objs)
+        missing = [obj for obj in objs if obj.pk is None]
+        if missing and citus.is_distributed(self.db):
+            with connections[self.db].cursor() as cursor:
+                cursor.execute(
+                    "SELECT nextval(pg_get_serial_sequence(%s, 'id')) "
+                    "FROM generate_series(1, %s)",
+                    [Leg._meta.db_table, len(missing)],
+                )
+                for obj, (pk,) in zip(missing, cursor.fetchall(), strict=True):
+                    obj.pk = pk
+        return super().bulk_create(objs, *args, **kwargs)
+
     def matching(self, field: str, lookup: str, needle: str) -> LegQuerySet:
         """Legs whose `field` matches `needle` by `lookup` (exact, startswith, endswith,
         contains).

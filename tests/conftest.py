@@ -37,3 +37,16 @@ def actors():
     from tests import api_helpers
 
     return api_helpers.make_actors()
+
+
+
+@pytest.fixture
+def single_node(django_db_blocker):
+    """Skips a test of how one PostgreSQL server does something that a Citus cluster does
+    another way (each such test says why; docs/scaling.md has the design)."""
+    from enswitch import citus
+
+    with django_db_blocker.unblock():
+        distributed = citus.is_distributed()
+    if distributed:
+        pytest.skip("one PostgreSQL server only: the Citus cluster does this another way")
