@@ -1,8 +1,9 @@
 """kill -9 at random moments, copies started together: every leg stays exactly once.
 
 These run `manage.py archive_cdrs` as real processes against a database of their own
-(a fresh PostgreSQL database on the test server, or an SQLite file), filled and checked
-with plain SQL, so the processes see exactly what a production run would.
+(a fresh PostgreSQL database on the test server, or an SQLite file; on a Citus cluster a
+fresh database on every node, laid out by `migrate`), filled and checked with plain SQL,
+so the processes see exactly what a production run would.
 """
 
 # SQL here is built from the models' table names only.
@@ -43,8 +44,9 @@ ALEG, ACOST = "cdrs_archivedleg", "cdrs_archivedlegcost"
 
 
 class Store:
-    def __init__(self, url: str, connect, placeholder: str) -> None:
+    def __init__(self, url: str, connect, placeholder: str, *, cluster: bool = False) -> None:
         self.url, self._connect, self.ph = url, connect, placeholder
+        self.cluster = cluster
 
     def query(self, sql: str) -> list[tuple]:
         conn = self._connect()
@@ -70,21 +72,42 @@ class Store:
                     f"VALUES ({p}, {p}, {p}, 'postpaid', 'USD', {p}, {p}, {p})",
                     (cid, parent, f"C{cid}", True, path, 0 if cid == 1 else 1),
                 )
+            legs = [
+                (i, f"{T0 + i}.{i}", f"c{i}", T0 + i, T0 + i + 5, 2 + i % 2, None)
+                for i in range(1, LEGS + 1)
+            ]
+            costs = [
+                (i, c, f"{i}.{c}") for i in range(1, LEGS + 1) for c in CUSTOMERS[: i % 3 + 1]
+            ]
+            if p == "%s":  # PostgreSQL: COPY (one statement per table, on a cluster too)
+                leg_copy = (
+                    f'COPY {LEG} (id, uniqueid, callid, start, "end", talktime, status, '
+                    "direction, stype, snumber, ctype, cnumber, dtype, dnumber, callername, "
+                    "callername_folded, scustomer_id, dcustomer_id) FROM STDIN"
+                )
+                with cur.copy(leg_copy) as copy:
+                    for i, uid, callid, start, end, scust, dcust in legs:
+                        copy.write_row(
+                            (i, uid, callid, start, end, 0, "", "out", *[""] * 8, scust, dcust)
+                        )
+                cost_copy = f"COPY {COST} (leg_id, customer_id, cost, tax, currency_id) FROM STDIN"
+                with cur.copy(cost_copy) as copy:
+                    for leg_id, customer, amount in costs:
+                        copy.write_row((leg_id, customer, amount, 0, "USD"))
+                conn.commit()
+                return
             cur.executemany(
                 f'INSERT INTO {LEG} (id, uniqueid, callid, start, "end", talktime, status, '
                 "direction, stype, snumber, ctype, cnumber, dtype, dnumber, callername, "
                 "callername_folded, scustomer_id, dcustomer_id) "
                 f"VALUES ({p}, {p}, {p}, {p}, {p}, 0, '', 'out', '', '', '', '', '', '', "
                 f"'', '', {p}, {p})",
-                [
-                    (i, f"{T0 + i}.{i}", f"c{i}", T0 + i, T0 + i + 5, 2 + i % 2, None)
-                    for i in range(1, LEGS + 1)
-                ],
+                legs,
             )
             cur.executemany(
                 f"INSERT INTO {COST} (leg_id, customer_id, cost, tax, currency_id) "
                 f"VALUES ({p}, {p}, {p}, 0, 'USD')",
-                [(i, c, f"{i}.{c}") for i in range(1, LEGS + 1) for c in CUSTOMERS[: i % 3 + 1]],
+                costs,
             )
             conn.commit()
         finally:
@@ -93,7 +116,11 @@ class Store:
     def check(self, *, done: bool = False, restoring: bool = False) -> Counter:
         """Each leg in exactly one table with all its cost records; batches go oldest
         first, so the archive is always the oldest legs (while restoring: the newest of
-        those before CUTOFF); with done, exactly the legs that started before CUTOFF."""
+        those before CUTOFF); with done, exactly the legs that started before CUTOFF.
+        On a Citus cluster, transactions a kill left prepared on the workers are first
+        finished as the coordinator recorded them (as its maintenance daemon does)."""
+        if self.cluster:
+            self.query("SELECT recover_prepared_transactions()")
         live = dict(self.query(f"SELECT uniqueid, start FROM {LEG}"))
         archived = dict(self.query(f"SELECT uniqueid, start FROM {ALEG}"))
         assert not live.keys() & archived.keys(), "a leg in both tables"
@@ -132,15 +159,42 @@ def _pg_store(url: str) -> Iterator[Store]:
 
     name = f"archive_kill_{os.getpid()}"
     admin = psycopg.connect(url, autocommit=True)
-    admin.execute(f"DROP DATABASE IF EXISTS {name}")
-    admin.execute(f"CREATE DATABASE {name}")
     parts = urlsplit(url)
     db_url = urlunsplit(parts._replace(path=f"/{name}"))
+    workers = _citus_workers(admin)
+    nodes = [url] + [
+        urlunsplit(parts._replace(netloc=f"{parts.username}@{host}:{port}"))
+        for host, port in workers
+    ]
+    for node in nodes:
+        with psycopg.connect(node, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
+    if workers:  # a cluster of its own, laid out by migrate
+        for node in nodes:
+            node_url = urlunsplit(urlsplit(node)._replace(path=f"/{name}"))
+            with psycopg.connect(node_url, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION citus")
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (parts.hostname, parts.port))
+            for host, port in workers:
+                conn.execute("SELECT citus_add_node(%s, %s)", (host, port))
     try:
-        yield Store(db_url, lambda: psycopg.connect(db_url), "%s")
+        yield Store(db_url, lambda: psycopg.connect(db_url), "%s", cluster=bool(workers))
     finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for node in reversed(nodes):
+            with psycopg.connect(node, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+
+
+def _citus_workers(admin) -> list[tuple[str, int]]:
+    """The workers registered on the test server (a Citus coordinator), or none."""
+    if not admin.execute("SELECT count(*) FROM pg_extension WHERE extname = 'citus'").fetchone()[0]:
+        return []
+    return admin.execute(
+        "SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0 ORDER BY nodeid"
+    ).fetchall()
 
 
 @pytest.fixture
