@@ -4,7 +4,7 @@
 demo:
 	bash scripts/demo.sh
 
-# The whole suite on SQLite and on a throwaway PostgreSQL 15 cluster, plus ruff.
+# The whole suite on SQLite, on a throwaway PostgreSQL 15 cluster and on a Citus cluster, plus ruff.
 test:
 	bash scripts/test.sh
 
