@@ -134,12 +134,12 @@ def _foreign_keys(cursor: Any, table: str) -> list[tuple[str, str]]:
     return cursor.fetchall()
 
 
-def _prepare(cursor: Any, table: str, column: str) -> None:
+def _prepare(cursor: Any, table: str, column: str, using: str) -> None:
     """Make `table` distributable by `column`: Citus only enforces a unique constraint
     that includes the distribution column. A primary key gets the column added; another
     unique constraint becomes a plain index (the writers keep the rule, docs/scaling.md).
     Triggers are dropped: Citus does not run them on the shards."""
-    q = connections["default"].ops.quote_name
+    q = connections[using].ops.quote_name
     cursor.execute(
         "SELECT c.conname, c.contype, array_agg(a.attname ORDER BY k.n) "
         "FROM pg_constraint c CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY k(attnum, n) "
@@ -189,7 +189,7 @@ def lay_out(using: str = "default") -> list[str]:
             for name, definition in _foreign_keys(cursor, table):
                 cursor.execute(f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}")
                 keys.append((table, name, definition))
-            _prepare(cursor, table, _column(d.model, d.column))
+            _prepare(cursor, table, _column(d.model, d.column), using)
         for d in pending:
             table = _table(d.model)
             colocate = _table(d.colocate_with) if d.colocate_with else "default"

@@ -351,11 +351,14 @@ def _copy_costs(cur: Any, sql: _Sql, ids: list[int]) -> int:
     cur.execute(
         sql.statement(
             "INSERT INTO {dst_cost} ({cost_leg}, {cost_cols}) "
-            "SELECT d.{id}, {src_cols} FROM {src_cost} c "
+            "SELECT {leg}, {src_cols} FROM {src_cost} c "
             "JOIN {src} s ON s.{id} = c.{cost_leg} "
             "JOIN {dst} d ON {same} "
             "WHERE {picked} ON CONFLICT DO NOTHING",
             same=sql.statement(same or "d.{uniqueid} = s.{uniqueid}"),
+            # (the same id there, named by the costs' own column: Citus then runs the
+            # INSERT ... SELECT on each shard instead of through the coordinator)
+            leg=sql.statement("c.{cost_leg}" if sql.distributed else "d.{id}"),
             src_cols=", ".join(f"c.{c}" for c in sql.cost_cols),
             picked=sql.in_ids("c." + sql.cost_leg),
         ),
