@@ -16,7 +16,9 @@ echo "=== ruff ==="
 DB=${DB:-all}
 if [ "$DB" = all ] || [ "$DB" = sqlite ]; then
   echo "=== tests on SQLite ==="
+  SECONDS=0
   env -u DATABASE_URL .venv/bin/python -m pytest "$@" || status=1
+  echo "SQLite: ${SECONDS}s"
 fi
 if [ "$DB" = all ] || [ "$DB" = postgres ]; then
   echo "=== tests on PostgreSQL 15 ==="

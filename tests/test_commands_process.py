@@ -200,7 +200,9 @@ def _wait_for_lock_wait(store: Store) -> None:
     raise AssertionError("the command never waited on the lock")
 
 
+# One server: on a Citus cluster the row lock is taken, and waited on, on the workers.
 @pg_only
+@pytest.mark.usefixtures("single_node")
 def test_an_archive_batch_waiting_on_a_row_lock_stops_at_once(store):
     import psycopg
 

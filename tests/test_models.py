@@ -44,6 +44,9 @@ def test_a_leg_has_a_known_direction(owner):
     refused(lambda: f.leg(owner, direction="sideways"))
 
 
+# One server: a database constraint. On a Citus cluster the writers keep the rule
+# (docs/scaling.md; tests/test_citus_layout.py).
+@pytest.mark.usefixtures("single_node")
 def test_a_uniqueid_names_one_leg_per_table(owner):
     f.leg(owner, uniqueid="u.1")
     refused(lambda: f.leg(owner, uniqueid="u.1"))
