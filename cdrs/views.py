@@ -1,4 +1,9 @@
-"""`cdrs/list` and `cdrs/get`: parse -> authenticate -> authorise -> filter -> order -> rows."""
+"""`cdrs/list` and `cdrs/get`: parse -> authenticate -> authorise -> filter -> order -> rows.
+
+Credentials and permissions are checked on the primary; the answer's reads (the user's
+customer tree, the legs, their costs) are served as a whole by one node that
+`enswitch.replicas.serve_reads` chooses: a fresh replica, or the primary.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +20,14 @@ from cdrs import queries
 from cdrs.parameters import parse_get, parse_list
 from cdrs.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
 from cdrs.rows import COLUMNS, row_to_dict, stream_rows
+from customers.models import Customer, User
 from enswitch.api.authentication import EnswitchAuthentication
 from enswitch.api.envelope import NotFound, entry, envelope
-from enswitch.api.exceptions import as_enswitch_error, envelope_response
 from enswitch.api.params import Params, request_params
 from enswitch.api.renderers import AlwaysEnvelope, EnvelopeRenderer
 from enswitch.api.throttle import stream_slot
 from enswitch.db import use_statement_timeout
+from enswitch.replicas import NodeBehind, reads_alias, serve_reads
 
 # Answers up to this many rows are built in one piece; longer ones are streamed.
 STREAM_ABOVE = 5000
@@ -44,35 +50,56 @@ class EnswitchView(APIView):
         super().initial(request, *args, **kwargs)
 
     def get(self, request: Any) -> HttpResponseBase:
-        return self.respond(request, request_params(request._request))
+        params = request_params(request._request)
+
+        def answer() -> HttpResponseBase:
+            # Everything up to the first byte: a replica that fails here is replaced.
+            use_statement_timeout(settings.ENSWITCH_STATEMENT_TIMEOUT_MS, using=reads_alias())
+            return self.respond(viewer_on_reads_node(request.user), params)
+
+        return serve_reads(answer)
 
     post = get
 
-    def respond(self, request: Any, params: Params) -> HttpResponseBase:
+    def respond(self, user: User, params: Params) -> HttpResponseBase:
         raise NotImplementedError
+
+
+def viewer_on_reads_node(user: User) -> User:
+    """The user, with their customer (its place in the tree) as the node that serves the
+    reads has it: the scope and the legs then come from the same node."""
+    alias = reads_alias()
+    if alias == user._state.db:
+        return user
+    customers = Customer.objects.using(alias).select_related("currency", "rate_plan")
+    customer = customers.filter(pk=user.customer_id).first()
+    if customer is None:
+        raise NodeBehind()
+    user.customer = customer
+    return user
 
 
 class CdrListView(EnswitchView):
     permission_classes = [RoleAllowsCdrs, RoleAllowsListOptions, RatePlanAllowsCdrs]
 
-    def respond(self, request: Any, params: Params) -> HttpResponseBase:
-        wanted = parse_list(params, user=request.user, now=int(time.time()))  # or a 400
+    def respond(self, user: User, params: Params) -> HttpResponseBase:
+        wanted = parse_list(params, user=user, now=int(time.time()))  # or a 400
         page = queries.list_page(wanted, COLUMNS)  # scope, filters, costs, order, page
-        currency = request.user.customer.currency_id
+        currency = user.customer.currency_id
         if 0 < wanted.shape.limit <= STREAM_ABOVE:
             with page.planned():
                 data = [row_to_dict(r, currency) for r in page.rows]
             return Response(envelope([entry(200)], data))
-        return streaming_response(streamed(page.rows, currency, user_id=request.user.pk))
+        return streaming_response(streamed(page.rows, currency, user_id=user.pk))
 
 
 class CdrGetView(EnswitchView):
-    def respond(self, request: Any, params: Params) -> HttpResponseBase:
-        wanted = parse_get(params, user=request.user)  # or a 400
-        row = queries.get_row(wanted, COLUMNS, archive=request.user.role.allows("archive"))
+    def respond(self, user: User, params: Params) -> HttpResponseBase:
+        wanted = parse_get(params, user=user)  # or a 400
+        row = queries.get_row(wanted, COLUMNS, archive=user.role.allows("archive"))
         if row is None:
             raise NotFound()
-        data = row_to_dict(row, request.user.customer.currency_id)
+        data = row_to_dict(row, user.customer.currency_id)
         return Response(envelope([entry(200)], data))
 
 
@@ -82,11 +109,10 @@ def streamed(rows: Any, currency: str, *, user_id: int) -> Iterator[bytes]:
 
 
 def streaming_response(chunks: Iterator[bytes]) -> HttpResponseBase:
-    """Start the stream only once the query has run, so a failure is still an envelope."""
-    try:
-        head = next(chunks)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes an envelope
-        return envelope_response(as_enswitch_error(exc))
+    """Start the stream only once the query has run, so that a failure can still be
+    served by another node (serve_reads) or answered with an envelope (the view's
+    exception handler)."""
+    head = next(chunks)
 
     def body() -> Iterator[bytes]:
         yield head
