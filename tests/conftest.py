@@ -20,7 +20,7 @@ def pytest_terminal_summary(terminalreporter):
     if REPLICA_MODE:
         terminalreporter.write_line(
             f"read replicas: {ReplayWaits.count} requests waited for the standby's replay, "
-            f"{ReplayWaits.seconds:.1f} s in all"
+            f"{ReplayWaits.seconds:.1f} s in all; {ReplayWaits.on_standby} read legs there"
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db import connections
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from enswitch import replicas
 
@@ -26,10 +27,12 @@ PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 
 
 class ReplayWaits:
-    """How many requests waited for the standby's replay, and how long in all."""
+    """How many requests waited for the standby's replay, and how long in all; how many
+    read legs on a standby."""
 
     count = 0
     seconds = 0.0
+    on_standby = 0
 
 
 def wait_for_replay(timeout: float = 30.0) -> None:
@@ -52,7 +55,13 @@ class ReplayedClient(Client):
 
     def request(self, **request: Any) -> Any:
         wait_for_replay()
-        return super().request(**request)
+        with CaptureQueriesContext(connections[replicas.replica_aliases()[0]]) as standby:
+            response = super().request(**request)
+            if response.streaming:  # the rows are read as the answer is
+                response.streaming_content = [b"".join(response.streaming_content)]
+        if any("cdrs_leg" in q["sql"] for q in standby.captured_queries):
+            ReplayWaits.on_standby += 1
+        return response
 
 
 def standby_ctl(*args: str) -> None:
