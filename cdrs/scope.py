@@ -6,9 +6,11 @@ Computed here only; the legs (`LegQuerySet.visible_to`), the cost records
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
-from customers.models import Customer, CustomerQuerySet
+from customers.models import Customer, CustomerQuerySet, User
+from enswitch.replicas import NodeBehind, reads_alias
 
 
 @dataclass(frozen=True)
@@ -26,3 +28,21 @@ class Scope:
 
     def includes(self, customer_id: int) -> bool:
         return self.customers().filter(pk=customer_id).exists()
+
+
+def as_the_reads_see_it(user: User) -> User:
+    """The user (read with the credentials on the primary) with their customer's place in
+    the tree as the node that serves this request's reads has it, so that the scope and
+    the legs come from the same node. A node that does not know the customer yet is
+    passed over (NodeBehind)."""
+    alias = reads_alias()
+    if alias == user._state.db:
+        return user
+    customers = Customer.objects.using(alias).filter(pk=user.customer_id)
+    place = customers.values_list("path", "parent_id").first()
+    if place is None:
+        raise NodeBehind()
+    seen, customer = copy.copy(user), copy.copy(user.customer)
+    customer.path, customer.parent_id = place
+    seen.customer = customer
+    return seen

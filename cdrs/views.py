@@ -20,14 +20,15 @@ from cdrs import queries
 from cdrs.parameters import parse_get, parse_list
 from cdrs.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
 from cdrs.rows import COLUMNS, row_to_dict, stream_rows
-from customers.models import Customer, User
+from cdrs.scope import as_the_reads_see_it
+from customers.models import User
 from enswitch.api.authentication import EnswitchAuthentication
 from enswitch.api.envelope import NotFound, entry, envelope
 from enswitch.api.params import Params, request_params
 from enswitch.api.renderers import AlwaysEnvelope, EnvelopeRenderer
 from enswitch.api.throttle import stream_slot
 from enswitch.db import use_statement_timeout
-from enswitch.replicas import NodeBehind, reads_alias, serve_reads
+from enswitch.replicas import reads_alias, serve_reads
 
 # Answers up to this many rows are built in one piece; longer ones are streamed.
 STREAM_ABOVE = 5000
@@ -55,7 +56,7 @@ class EnswitchView(APIView):
         def answer() -> HttpResponseBase:
             # Everything up to the first byte: a replica that fails here is replaced.
             use_statement_timeout(settings.ENSWITCH_STATEMENT_TIMEOUT_MS, using=reads_alias())
-            return self.respond(viewer_on_reads_node(request.user), params)
+            return self.respond(as_the_reads_see_it(request.user), params)
 
         return serve_reads(answer)
 
@@ -63,20 +64,6 @@ class EnswitchView(APIView):
 
     def respond(self, user: User, params: Params) -> HttpResponseBase:
         raise NotImplementedError
-
-
-def viewer_on_reads_node(user: User) -> User:
-    """The user, with their customer (its place in the tree) as the node that serves the
-    reads has it: the scope and the legs then come from the same node."""
-    alias = reads_alias()
-    if alias == user._state.db:
-        return user
-    customers = Customer.objects.using(alias).select_related("currency", "rate_plan")
-    customer = customers.filter(pk=user.customer_id).first()
-    if customer is None:
-        raise NodeBehind()
-    user.customer = customer
-    return user
 
 
 class CdrListView(EnswitchView):

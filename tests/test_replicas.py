@@ -438,3 +438,35 @@ def test_the_throttle_and_the_admin_write_to_the_primary(client, calls, settings
     written = [q["sql"] for q in standby.captured_queries]
     assert not [q for q in written if q.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
     assert not [q for q in written if "loginfailures" in q or "customers_user" in q]
+
+
+@on_standby
+def test_a_customer_moved_while_the_standby_lags_sees_one_tree(client, calls):
+    """The user's place in the tree comes from the node that serves the legs: just after a
+    move, the lagging standby answers with its own (older) tree, not with the primary's
+    path looked up in the standby's tree (which would find nothing)."""
+    h.assert_ok(h.call(client, **calls.customer.creds))  # the standby is seen caught up
+    _standby_sql("SELECT pg_wal_replay_pause()")
+    try:
+        moved = calls.customer.customer
+        moved.parent = calls.charlie_reseller
+        moved.save()
+        answer = h.call(Client(), **calls.customer.creds, end=DAY + 99, limit=0)
+        assert len(h.assert_ok(answer)) == 30
+    finally:
+        _standby_sql("SELECT pg_wal_replay_resume()")
+
+
+def test_the_tree_as_the_reads_see_it_leaves_the_users_own_copy_alone(monkeypatch):
+    from cdrs import scope
+    from customers.models import Customer
+
+    user = User(pk=1, username="u", customer=Customer(pk=5, path="/1/5/", parent_id=1))
+    monkeypatch.setattr(scope, "reads_alias", lambda: "replica1")
+    rows = type("Rows", (), {"first": lambda self: ("/1/7/5/", 7)})()
+    found = type("Qs", (), {"values_list": lambda self, *a: rows})()
+    monkeypatch.setattr(Customer.objects, "using", lambda alias: type("M", (), {
+        "filter": lambda self, **kw: found})())  # fmt: skip
+    seen = scope.as_the_reads_see_it(user)
+    assert (seen.customer.path, seen.customer.parent_id) == ("/1/7/5/", 7)
+    assert (user.customer.path, user.customer.parent_id) == ("/1/5/", 1)
