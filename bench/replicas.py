@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,9 @@ STANDBY_SETTINGS = "hot_standby = on\nhot_standby_feedback = on\n"
 
 
 def make_standby(primary: Cluster, directory: Path) -> Cluster:
+    """A fresh copy of the primary (a standby left from an earlier run may lack WAL the
+    primary has recycled since)."""
+    shutil.rmtree(directory, ignore_errors=True)
     standby = Cluster(directory)
     if not (standby.data / "PG_VERSION").exists():
         directory.mkdir(parents=True, exist_ok=True)
