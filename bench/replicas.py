@@ -84,21 +84,24 @@ def routing_overhead(username: str, n: int) -> dict[str, float]:
     """Milliseconds per request of serve_reads' choice and the customer read on the node."""
     from django.db import connections
 
-    from cdrs.scope import as_the_reads_see_it
+    from cdrs.scope import _place_on, as_the_reads_see_it
     from customers.models import User
     from enswitch import replicas
 
     user = User.objects.for_api().get(username=username)
     result = {}
-    for part, work in (
-        ("choice", lambda: None),
-        ("choice+place", lambda: as_the_reads_see_it(user)),
-    ):
+    parts = {
+        "choice": lambda: None,
+        "choice+place": lambda: as_the_reads_see_it(user),
+        # For scale: the same query on the primary, outside any routing.
+        "place query on the primary alone": lambda: _place_on("default", user.customer_id),
+    }
+    for part, work in parts.items():
         samples, chosen = [], set()
         for _ in range(n):
             replicas._reads_on_primary()
             started = time.perf_counter()
-            replicas.serve_reads(work)
+            replicas.serve_reads(work) if part.startswith("choice") else work()
             samples.append((time.perf_counter() - started) * 1000)
             chosen.add(replicas.reads_alias())
         qs = statistics.quantiles(samples, n=100, method="inclusive")
@@ -121,6 +124,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server")
     parser.add_argument("--reuse", action="store_true", help="keep the store of an earlier run")
     parser.add_argument("--out", default=str(ROOT / "bench" / "replicas-results.md"))
+    parser.add_argument(
+        "--overhead-only", action="store_true", help="only the routing's cost, no servers"
+    )
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     db = f"bench_{args.legs}"
@@ -137,6 +143,9 @@ def main() -> None:
         scenario = prepare_scenario(export_rows=1000)
         wait_for_replay(primary, standby, db)
         q = queries(scenario)
+        if args.overhead_only:
+            print("routing overhead", routing_overhead(scenario.customer_user, 2000))
+            return
         del os.environ["DATABASE_REPLICA_URLS"]
         alone = Server(primary_url, free_port(), args.workers).__enter__()
         os.environ["DATABASE_REPLICA_URLS"] = standby_url
