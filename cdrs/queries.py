@@ -40,7 +40,7 @@ class Page:
     def planned(self) -> Iterator[None]:
         """Run the rows' query inside this block: a page found by ids reads many legs to
         pick a few, so it is planned with its values (PostgreSQL)."""
-        with custom_plans(self.found_by_ids):
+        with custom_plans(self.found_by_ids, using=self.rows.db):
             yield
 
 

@@ -125,8 +125,8 @@ def stream_rows(qs: QuerySet, currency: str) -> Iterator[bytes]:
     serves the rows from a server-side cursor instead of materialising them all.
     """
     chunk = settings.ENSWITCH_STREAM_CHUNK
-    with transaction.atomic():
-        use_statement_timeout(settings.ENSWITCH_EXPORT_TIMEOUT_MS, local=True)
+    with transaction.atomic(using=qs.db):  # on the node the rows are read from
+        use_statement_timeout(settings.ENSWITCH_EXPORT_TIMEOUT_MS, local=True, using=qs.db)
         rows = qs.iterator(chunk_size=chunk)
         batch = list(islice(rows, chunk))
         yield OK_HEAD

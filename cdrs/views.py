@@ -1,4 +1,9 @@
-"""`cdrs/list` and `cdrs/get`: parse -> authenticate -> authorise -> filter -> order -> rows."""
+"""`cdrs/list` and `cdrs/get`: parse -> authenticate -> authorise -> filter -> order -> rows.
+
+Credentials and permissions are checked on the primary; the answer's reads (the user's
+customer tree, the legs, their costs) are served as a whole by one node that
+`enswitch.replicas.serve_reads` chooses: a fresh replica, or the primary.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +20,15 @@ from cdrs import queries
 from cdrs.parameters import parse_get, parse_list
 from cdrs.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
 from cdrs.rows import COLUMNS, row_to_dict, stream_rows
+from cdrs.scope import as_the_reads_see_it
+from customers.models import User
 from enswitch.api.authentication import EnswitchAuthentication
 from enswitch.api.envelope import NotFound, entry, envelope
-from enswitch.api.exceptions import as_enswitch_error, envelope_response
 from enswitch.api.params import Params, request_params
 from enswitch.api.renderers import AlwaysEnvelope, EnvelopeRenderer
 from enswitch.api.throttle import stream_slot
 from enswitch.db import use_statement_timeout
+from enswitch.replicas import reads_alias, serve_reads
 
 # Answers up to this many rows are built in one piece; longer ones are streamed.
 STREAM_ABOVE = 5000
@@ -44,35 +51,42 @@ class EnswitchView(APIView):
         super().initial(request, *args, **kwargs)
 
     def get(self, request: Any) -> HttpResponseBase:
-        return self.respond(request, request_params(request._request))
+        params = request_params(request._request)
+
+        def answer() -> HttpResponseBase:
+            # Everything up to the first byte: a replica that fails here is replaced.
+            use_statement_timeout(settings.ENSWITCH_STATEMENT_TIMEOUT_MS, using=reads_alias())
+            return self.respond(as_the_reads_see_it(request.user), params)
+
+        return serve_reads(answer)
 
     post = get
 
-    def respond(self, request: Any, params: Params) -> HttpResponseBase:
+    def respond(self, user: User, params: Params) -> HttpResponseBase:
         raise NotImplementedError
 
 
 class CdrListView(EnswitchView):
     permission_classes = [RoleAllowsCdrs, RoleAllowsListOptions, RatePlanAllowsCdrs]
 
-    def respond(self, request: Any, params: Params) -> HttpResponseBase:
-        wanted = parse_list(params, user=request.user, now=int(time.time()))  # or a 400
+    def respond(self, user: User, params: Params) -> HttpResponseBase:
+        wanted = parse_list(params, user=user, now=int(time.time()))  # or a 400
         page = queries.list_page(wanted, COLUMNS)  # scope, filters, costs, order, page
-        currency = request.user.customer.currency_id
+        currency = user.customer.currency_id
         if 0 < wanted.shape.limit <= STREAM_ABOVE:
             with page.planned():
                 data = [row_to_dict(r, currency) for r in page.rows]
             return Response(envelope([entry(200)], data))
-        return streaming_response(streamed(page.rows, currency, user_id=request.user.pk))
+        return streaming_response(streamed(page.rows, currency, user_id=user.pk))
 
 
 class CdrGetView(EnswitchView):
-    def respond(self, request: Any, params: Params) -> HttpResponseBase:
-        wanted = parse_get(params, user=request.user)  # or a 400
-        row = queries.get_row(wanted, COLUMNS, archive=request.user.role.allows("archive"))
+    def respond(self, user: User, params: Params) -> HttpResponseBase:
+        wanted = parse_get(params, user=user)  # or a 400
+        row = queries.get_row(wanted, COLUMNS, archive=user.role.allows("archive"))
         if row is None:
             raise NotFound()
-        data = row_to_dict(row, request.user.customer.currency_id)
+        data = row_to_dict(row, user.customer.currency_id)
         return Response(envelope([entry(200)], data))
 
 
@@ -82,11 +96,10 @@ def streamed(rows: Any, currency: str, *, user_id: int) -> Iterator[bytes]:
 
 
 def streaming_response(chunks: Iterator[bytes]) -> HttpResponseBase:
-    """Start the stream only once the query has run, so a failure is still an envelope."""
-    try:
-        head = next(chunks)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes an envelope
-        return envelope_response(as_enswitch_error(exc))
+    """Start the stream only once the query has run, so that a failure can still be
+    served by another node (serve_reads) or answered with an envelope (the view's
+    exception handler)."""
+    head = next(chunks)
 
     def body() -> Iterator[bytes]:
         yield head

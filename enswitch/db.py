@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
@@ -66,7 +66,7 @@ _timeouts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @contextmanager
-def custom_plans(enabled: bool = True) -> Iterator[None]:
+def custom_plans(enabled: bool = True, *, using: str = "default") -> Iterator[None]:
     """Plan the statements run in this block with their values, every time (PostgreSQL).
 
     For a query that reads many legs to pick a page: its best plan depends on the
@@ -74,10 +74,11 @@ def custom_plans(enabled: bool = True) -> Iterator[None]:
     generic plan, which spares them the planning (figures: bench/README.md). Nothing
     outlives the block.
     """
+    connection = connections[using]
     if not enabled or connection.vendor != "postgresql":
         yield
         return
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(using=using), connection.cursor() as cursor:
         cursor.execute(
             "SELECT current_setting('plan_cache_mode'), "
             "set_config('plan_cache_mode', 'force_custom_plan', true)"
@@ -90,13 +91,16 @@ def custom_plans(enabled: bool = True) -> Iterator[None]:
         cursor.execute("SELECT set_config('plan_cache_mode', %s, true)", [before])
 
 
-def use_statement_timeout(milliseconds: int, *, local: bool = False) -> None:
+def use_statement_timeout(
+    milliseconds: int, *, local: bool = False, using: str = "default"
+) -> None:
     """Bound how long the API's next statements may run (PostgreSQL; 0 = no limit).
 
     Session-wide by default, and only sent when the connection's value differs, so a
     persistent connection pays for it once. `local=True` lasts until the end of the
     current transaction (a long export's own, larger budget).
     """
+    connection = connections[using]
     if connection.vendor != "postgresql":
         return
     connection.ensure_connection()

@@ -182,6 +182,42 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 
+
+def envseconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number of seconds above 0")
+    return seconds
+
+
+# Hot standbys of the primary for the API's reads (docs/deployment.md, "Read replicas"):
+# one alias each, replica1, replica2, ...; in tests each mirrors the test database.
+for _number, _url in enumerate(envlist("DATABASE_REPLICA_URLS", []), start=1):
+    _replica = database_from_url(_url)
+    if (
+        not _replica["ENGINE"].endswith("postgresql")
+        or DATABASES["default"]["ENGINE"] != (_replica["ENGINE"])
+    ):
+        raise ImproperlyConfigured(
+            "DATABASE_REPLICA_URLS: replicas are PostgreSQL hot standbys of a PostgreSQL "
+            "DATABASE_URL"
+        )
+    # A replica that does not answer is given up quickly: the primary can serve.
+    _replica["OPTIONS"].setdefault("connect_timeout", 2)
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES[f"replica{_number}"] = _replica
+DATABASE_ROUTERS = ["enswitch.replicas.ReplicaRouter"]
+# An answer never misses what the primary committed this many seconds before the request.
+DATABASE_REPLICA_MAX_LAG = envseconds("DATABASE_REPLICA_MAX_LAG", 5.0)
+# How long a replica that could not be reached is left alone before it is tried again.
+DATABASE_REPLICA_RETRY_SECONDS = envseconds("DATABASE_REPLICA_RETRY_SECONDS", 5.0)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The covering columns of the legs' (start, uniqueid) index are a PostgreSQL refinement;

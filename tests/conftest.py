@@ -3,6 +3,34 @@ from __future__ import annotations
 import pytest
 from django.core.cache import caches
 
+from tests.replica_helpers import REPLICA_MODE, ReplayedClient, ReplayWaits
+
+
+def pytest_collection_modifyitems(config, items):
+    # Read replicas: the standby sees only committed data (tests/replica_helpers.py).
+    if not REPLICA_MODE:
+        return
+    committed = pytest.mark.django_db(transaction=True, databases="__all__")
+    for item in items:
+        if item.get_closest_marker("django_db") or "db" in getattr(item, "fixturenames", ()):
+            item.add_marker(committed, append=False)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if REPLICA_MODE:
+        terminalreporter.write_line(
+            f"read replicas: {ReplayWaits.count} requests waited for the standby's replay, "
+            f"{ReplayWaits.seconds:.1f} s in all; {ReplayWaits.on_standby} read legs there"
+        )
+
+
+@pytest.fixture
+def client():
+    """Django's test client; with read replicas, one that waits for their replay."""
+    from django.test import Client
+
+    return ReplayedClient() if REPLICA_MODE else Client()
+
 
 @pytest.fixture(autouse=True)
 def _fast_hasher(settings):
