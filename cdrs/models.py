@@ -174,6 +174,15 @@ def leg_indexes(prefix: str, *, covering: bool) -> list[models.Index]:
         models.Index(fields=["dcustomer", "start"], name=f"{prefix}_dcust_start"),
         models.Index(fields=["callid"], name=f"{prefix}_callid"),
     ]
+    # The admin's search (cdrs/admin.py): a number or a caller name by its start, with
+    # LIKE 'x%' on these "C"-collated columns; without them one search reads the table.
+    indexes += [
+        models.Index(fields=["snumber"], name=f"{prefix}_snumber"),
+        models.Index(fields=["dnumber"], name=f"{prefix}_dnumber"),
+        models.Index(fields=["callername_folded"], name=f"{prefix}_callername"),
+    ]
+    if not covering:
+        indexes.append(models.Index(fields=["cnumber"], name=f"{prefix}_cnumber"))
     if covering:
         # The called-number search (LegQuerySet.matching): a number's legs in a time
         # range, with what the scope and the page's order need, from the index alone.
