@@ -126,8 +126,8 @@ class LegAdminBase(SecretLookupGuard, LargeTableAdminMixin, admin.ModelAdmin):
     list_display_links = ("start_display",)
     list_filter = (CustomerFilter, StartRangeFilter, "direction", StatusFilter, PeerFilter)
     search_help_text = (
-        "Exact uniqueid or callid; the start of a source, called or destination number or "
-        "of a caller name; or part of a customer's name."
+        "Exact uniqueid or callid; the start of a source, called or destination number; "
+        "or part of a caller name or of a customer's name (any case)."
     )
     # (start, uniqueid) is the index every query uses; uniqueid also makes it total.
     ordering = ("-start", "-uniqueid")
@@ -258,15 +258,16 @@ class LegAdminBase(SecretLookupGuard, LargeTableAdminMixin, admin.ModelAdmin):
 
 def search_condition(term: str) -> Q:
     """What the leg lists' search box matches: the whole text as one term (a caller name
-    has spaces), each alternative an indexed lookup (exact, or a prefix of a "C"-collated
-    column), and customers by name through their IDs (the customer table is small)."""
+    has spaces), each alternative an indexed lookup (exact; a prefix of a "C"-collated
+    column; part of the folded caller name, a trigram index on PostgreSQL), and customers
+    by name through their IDs (the customer table is small)."""
     condition = (
         Q(uniqueid=term)
         | Q(callid=term)
         | Q(snumber__startswith=term)
         | Q(cnumber__startswith=term)
         | Q(dnumber__startswith=term)
-        | Q(callername_folded__startswith=fold_case(term))
+        | Q(callername_folded__contains=fold_case(term))
     )
     customers = list(
         Customer.objects.filter(Contains(Lower("name"), term.lower()))

@@ -174,12 +174,12 @@ def leg_indexes(prefix: str, *, covering: bool) -> list[models.Index]:
         models.Index(fields=["dcustomer", "start"], name=f"{prefix}_dcust_start"),
         models.Index(fields=["callid"], name=f"{prefix}_callid"),
     ]
-    # The admin's search (cdrs/admin.py): a number or a caller name by its start, with
-    # LIKE 'x%' on these "C"-collated columns; without them one search reads the table.
+    # The admin's search (cdrs/admin.py): a number by its start, with LIKE 'x%' on these
+    # "C"-collated columns; without them one search reads the table. (Caller names are
+    # searched anywhere in the name: a trigram index, migration 0007, PostgreSQL only.)
     indexes += [
         models.Index(fields=["snumber"], name=f"{prefix}_snumber"),
         models.Index(fields=["dnumber"], name=f"{prefix}_dnumber"),
-        models.Index(fields=["callername_folded"], name=f"{prefix}_callername"),
     ]
     if not covering:
         indexes.append(models.Index(fields=["cnumber"], name=f"{prefix}_cnumber"))
