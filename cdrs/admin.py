@@ -124,6 +124,8 @@ class LegAdminBase(SecretLookupGuard, LargeTableAdminMixin, admin.ModelAdmin):
         "cost_display",
     )
     list_display_links = ("start_display",)
+    # A screenful or two; rendering a row costs more than finding it.
+    list_per_page = 50
     list_filter = (CustomerFilter, StartRangeFilter, "direction", StatusFilter, PeerFilter)
     search_help_text = (
         "Exact uniqueid or callid; the start of a source, called or destination number; "

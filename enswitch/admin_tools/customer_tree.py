@@ -6,20 +6,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Sum
+from django.db import OperationalError, transaction
+from django.db.models import Count, FilteredRelation, Q, Sum
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from cdrs.models import Leg, LegCost
+from cdrs.models import Leg
 from customers.models import PATH_SEP, Customer
 from enswitch.admin_tools.call_view import money
 from enswitch.admin_tools.leg_filters import CustomerFilter, readable_utc
+from enswitch.db import use_statement_timeout
 
 DAY = 86_400
 # A customer's page lists at most this many direct sub-customers and users.
 MAX_LISTED = 50
+# How long (PostgreSQL) the figures of one window may take before a shorter one is tried.
+FIGURES_BUDGET_MS = 150
 
 
 class AncestorFilter(CustomerFilter):
@@ -116,6 +120,7 @@ def call_links(customer: Customer) -> SafeString:
 
 @dataclass(frozen=True)
 class Figures:
+    days: int
     first: int
     last: int  # exclusive
     calls: int
@@ -123,45 +128,77 @@ class Figures:
     costs: list[tuple[str, Any]]  # (currency, total) of the customer's own cost records
 
 
-def figures(customer: Customer, days: int = 30) -> Figures | None:
-    """The live legs of the customer's subtree in the `days` days up to its latest call
-    (so a store of older calls still shows them): legs, talk minutes, and what the
-    customer itself is charged for them, per currency. None without a call."""
+def _subtree_legs(customer: Customer) -> Any:
     legs = Leg.objects.all()
-    if not customer.is_system_owner:
-        legs = legs.for_customers(Customer.objects.subtree(customer).values("pk"))
+    if customer.is_system_owner:
+        return legs
+    # The IDs as a list: each side of the OR is then an index range per customer.
+    ids = list(Customer.objects.subtree(customer).values_list("pk", flat=True))
+    return legs.for_customers(ids)
+
+
+def _totals(legs: Any, customer: Customer, first: int, last: int) -> tuple[int, int, list]:
+    """One pass over the window's legs, each with the customer's own cost record (at most
+    one: (leg, customer) is unique), per currency."""
+    rows = (
+        legs.filter(start__gte=first, start__lt=last)
+        .annotate(own=FilteredRelation("costs", condition=Q(costs__customer_id=customer.pk)))
+        .values("own__currency_id")
+        .annotate(calls=Count("pk"), talk=Sum("talktime"), cost=Sum("own__cost"))
+        .order_by("own__currency_id")
+    )
+    calls = talk = 0
+    costs = []
+    for row in rows:
+        calls += row["calls"]
+        talk += row["talk"] or 0
+        if row["own__currency_id"] is not None:
+            costs.append((row["own__currency_id"], row["cost"]))
+    return calls, talk, costs
+
+
+def figures(customer: Customer, windows: tuple[int, ...] = (30, 1)) -> Figures | None:
+    """The live legs of the customer's subtree in the last 30 days up to its latest call
+    (so a store of older calls still shows them): legs, talk minutes, and what the
+    customer itself is charged for them, per currency. None without a call.
+
+    On PostgreSQL each window has a time budget (FIGURES_BUDGET_MS): a subtree with more
+    calls than it can total in time gets the next, shorter window instead, and the page
+    says which; if none fits, the figures say so rather than hold the page up.
+    """
+    legs = _subtree_legs(customer)
     latest = legs.order_by("-start").values_list("start", flat=True).first()
     if latest is None:
         return None
     last = latest + 1
-    first = last - days * DAY
-    window = legs.filter(start__gte=first, start__lt=last)
-    totals = window.aggregate(calls=Count("pk"), talk=Sum("talktime"))
-    costs = (
-        LegCost.objects.filter(customer_id=customer.pk, leg__in=window.values("pk"))
-        .values("currency_id")
-        .annotate(total=Sum("cost"))
-        .order_by("currency_id")
-    )
-    return Figures(
-        first,
-        last,
-        totals["calls"],
-        (totals["talk"] or 0) / 60,
-        [(row["currency_id"], row["total"]) for row in costs],
-    )
+    for days in windows:
+        try:
+            with transaction.atomic():
+                use_statement_timeout(FIGURES_BUDGET_MS, local=True)
+                calls, talk, costs = _totals(legs, customer, last - days * DAY, last)
+        except OperationalError:  # the budget ran out (query_canceled); rolled back
+            continue
+        return Figures(days, last - days * DAY, last, calls, talk / 60, costs)
+    return Figures(0, last, last, 0, 0, [])
 
 
 def figures_html(customer: Customer) -> SafeString:
     found = figures(customer)
     if found is None:
         return SafeString("No live calls.")
+    if found.days == 0:
+        return SafeString(
+            "Too many calls to total within this page's time budget; the API's cdrs/list "
+            "with customer=ID and recurse=1 lists them."
+        )
     cost = ", ".join(money(total, currency) for currency, total in found.costs) or "nothing"
     return format_html(
-        "<p>The 30 days to its latest call: {} to {} (UTC)</p><table class='figures'>"
+        "<p>The last {} day{} to its latest call: {} to {} (UTC)</p><table class='figures'>"
         "<tr><td>calls (legs)</td><td><strong>{}</strong></td></tr>"
         "<tr><td>minutes talked</td><td><strong>{}</strong></td></tr>"
         "<tr><td>charged to this customer</td><td><strong>{}</strong></td></tr></table>",
+        found.days,
+        "s" if found.days != 1 else "",
         readable_utc(found.first),
         readable_utc(found.last),
         f"{found.calls:,}",

@@ -23,6 +23,8 @@ class EnswitchAdminSite(admin.AdminSite):
     index_title = "Administration"
     # The store serves only the API and this admin: "/" is a 404.
     site_url = None
+    # The leg lists need the width; the index page lists every table anyway.
+    enable_nav_sidebar = False
 
     def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[Any]:
         apps = super().get_app_list(request, app_label)
