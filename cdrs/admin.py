@@ -115,8 +115,7 @@ class LegAdminBase(SecretLookupGuard, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = (
         "start_display",
         "duration_display",
-        "direction",
-        "status",
+        "status_display",
         "from_display",
         "to_display",
         "caller",
@@ -203,14 +202,24 @@ class LegAdminBase(SecretLookupGuard, LargeTableAdminMixin, admin.ModelAdmin):
             '{}<span class="sub">{}</span>', duration(obj.talktime), duration(obj.totaltime)
         )
 
+    @admin.display(description="status", ordering=None)
+    def status_display(self, obj: LegBase) -> str:
+        return format_html('{}<span class="sub">{}</span>', obj.status, obj.direction)
+
     @admin.display(description="from")
     def from_display(self, obj: LegBase) -> str:
-        return format_html('{}<span class="sub">{}</span>', obj.snumber, obj.scustomer.name)
+        return format_html(
+            '<span class="num">{}</span><span class="sub">{}</span>',
+            obj.snumber,
+            obj.scustomer.name,
+        )
 
     @admin.display(description="to")
     def to_display(self, obj: LegBase) -> str:
         who = obj.dcustomer.name if obj.dcustomer_id else obj.dnumber
-        return format_html('{}<span class="sub">{}</span>', obj.cnumber, who)
+        return format_html(
+            '<span class="num">{}</span><span class="sub">{}</span>', obj.cnumber, who
+        )
 
     @admin.display(description="caller name")
     def caller(self, obj: LegBase) -> str:
@@ -229,7 +238,7 @@ class LegAdminBase(SecretLookupGuard, LargeTableAdminMixin, admin.ModelAdmin):
                 return format_html(
                     '<span title="charged to {}">{}</span>',
                     cost.customer,
-                    money(cost.cost, cost.currency_id),
+                    money(cost.cost, cost.currency_id, places=4),
                 )
         return "-"
 

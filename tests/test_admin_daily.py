@@ -59,17 +59,41 @@ def tree() -> Tree:
         {"customer": reseller, "cost": Decimal("0.2"), "currency": usd},
         {"card": card, "cost": Decimal("1.5"), "currency": eur},
     ]
-    first = f.leg(shop, start=T0, callid="c-1", uniqueid="u-1", snumber="2001",
-                  cnumber="442079460000", callername="Émile ZOLA", peer=peer, costs=costs)
+    first = f.leg(
+        shop,
+        start=T0,
+        callid="c-1",
+        uniqueid="u-1",
+        snumber="2001",
+        cnumber="442079460000",
+        callername="Émile ZOLA",
+        peer=peer,
+        costs=costs,
+    )
     # Ids are shared by both tables (a leg keeps its id when it moves): none may clash.
-    middle = f.leg(shop, archived=True, start=T0 + 5, callid="c-1", uniqueid="u-2", id=9001,
-                   costs=[{"customer": reseller, "cost": Decimal("0.07"), "currency": usd}])
-    last = f.leg(reseller, start=T0 + 9, callid="c-1", uniqueid="u-3", dcustomer=shop,
-                 callername="Reception")
-    kiosk_leg = f.leg(kiosk, start=T0 + 3 * DAY, uniqueid="u-kiosk", callername="Zoë Ørsted",
-                      status="failed", peer=rare_peer)
-    other_leg = f.leg(other, start=T0 + 2 * DAY, uniqueid="u-other", snumber="7001",
-                      callername="Dvořák, Antonín")
+    middle = f.leg(
+        shop,
+        archived=True,
+        start=T0 + 5,
+        callid="c-1",
+        uniqueid="u-2",
+        id=9001,
+        costs=[{"customer": reseller, "cost": Decimal("0.07"), "currency": usd}],
+    )
+    last = f.leg(
+        reseller, start=T0 + 9, callid="c-1", uniqueid="u-3", dcustomer=shop, callername="Reception"
+    )
+    kiosk_leg = f.leg(
+        kiosk,
+        start=T0 + 3 * DAY,
+        uniqueid="u-kiosk",
+        callername="Zoë Ørsted",
+        status="failed",
+        peer=rare_peer,
+    )
+    other_leg = f.leg(
+        other, start=T0 + 2 * DAY, uniqueid="u-other", snumber="7001", callername="Dvořák, Antonín"
+    )
     old_leg = f.leg(other, start=T0 - 40 * DAY, uniqueid="u-old")  # fmt: skip
     return Tree(usd, eur, owner, reseller, shop, kiosk, other, peer, rare_peer, card,
                 [first, middle, last], kiosk_leg, other_leg, old_leg)  # fmt: skip
@@ -95,8 +119,18 @@ def body(admin_client, path: str) -> str:
 
 def test_leg_list_shows_what_an_operator_reads(admin_client, tree):
     page = body(admin_client, reverse("admin:cdrs_leg_changelist"))
-    for text in ("Mon 21 Sep 2026 14:13", "Start (UTC)", "0:30", "1:00", "2001",
-                 "442079460000", "Corner Shop", "Émile ZOLA", "Carrier A", "Caller name"):
+    for text in (
+        "Mon 21 Sep 2026 14:13",
+        "Start (UTC)",
+        "0:30",
+        "1:00",
+        "2001",
+        "442079460000",
+        "Corner Shop",
+        "Émile ZOLA",
+        "Carrier A",
+        "Caller name",
+    ):
         assert text in page, text  # fmt: skip
     # The source customer's cost, in its currency, by default.
     assert "0.25 EUR" in page
@@ -182,9 +216,7 @@ def test_search(admin_client, tree, term, expected):
 
 
 def test_archived_list_has_the_same_columns_filters_and_search(admin_client, tree):
-    assert listed(admin_client, ArchivedLeg, f"?customer={tree.reseller.pk}&subtree=1") == {
-        "u-2"
-    }
+    assert listed(admin_client, ArchivedLeg, f"?customer={tree.reseller.pk}&subtree=1") == {"u-2"}
     assert listed(admin_client, ArchivedLeg, "?q=c-1") == {"u-2"}
     page = body(admin_client, reverse("admin:cdrs_archivedleg_changelist"))
     assert "0.07 USD" not in page  # the source (shop) has no record on it: none shown
@@ -218,8 +250,17 @@ def test_a_legs_page_shows_its_whole_call_with_costs(admin_client, tree):
     )
     assert "3 legs with callid" in page
     assert "(archived)" in call  # the middle leg lives in the archive
-    for text in ("customer Corner Shop", "0.25 EUR", "tax 0.05 EUR", "customer Initech",
-                 "0.20 USD", "card Phone card", "1.50 EUR", "0.07 USD", "no cost records"):
+    for text in (
+        "customer Corner Shop",
+        "0.25 EUR",
+        "tax 0.05 EUR",
+        "customer Initech",
+        "0.20 USD",
+        "card Phone card",
+        "1.50 EUR",
+        "0.07 USD",
+        "no cost records",
+    ):
         assert text in call, text  # fmt: skip
     assert "u-kiosk" not in call
 
@@ -268,7 +309,7 @@ def test_customer_page_shows_its_place_users_calls_and_figures(admin_client, tre
     assert "2 at any depth" in page
     assert "initech-api" in page
     assert f"?customer={tree.reseller.pk}&amp;subtree=1" in page  # its calls with the subtree
-    assert f"?customer={tree.reseller.pk}\"" in page  # its own calls
+    assert f'?customer={tree.reseller.pk}"' in page  # its own calls
     figures = page[page.index("figures") :]
     # The 30 days to the subtree's latest live call: u-1, u-3, u-kiosk; 30 s each.
     assert re.search(r"calls \(legs\)</td><td><strong>3</strong>", figures)

@@ -65,7 +65,9 @@ def _move(
         return None
     except (IdClash, ArchiveError, DatabaseError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        modeladmin.message_user(request, f"Nothing moved: {first_line.rstrip(".")}.", messages.ERROR)
+        modeladmin.message_user(
+            request, f"Nothing moved: {first_line.rstrip('.')}.", messages.ERROR
+        )
         return None
     gone = len(picked) - result.legs
     note = f" ({gone:,} had already moved or gone)" if gone else ""

@@ -16,11 +16,11 @@ from enswitch.admin_tools.leg_filters import duration, readable_utc
 MAX_LEGS = 100
 
 
-def money(value: Decimal | None, currency: str) -> str:
-    """`0.0123 USD`: at least two decimals, trailing zeros beyond them dropped."""
+def money(value: Decimal | None, currency: str, places: int = 6) -> str:
+    """`0.0123 USD`: at least two decimals, at most `places`, trailing zeros dropped."""
     if value is None:
         return ""
-    text = f"{value:.6f}".rstrip("0")
+    text = f"{value:.{places}f}".rstrip("0")
     whole, _, decimals = text.partition(".")
     return f"{whole}.{decimals.ljust(2, '0')} {currency}"
 

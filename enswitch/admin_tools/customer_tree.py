@@ -44,8 +44,8 @@ class AncestorFilter(CustomerFilter):
 
     def form(self, changelist: Any) -> dict[str, Any]:
         form = super().form(changelist)
-        form["subtree_label"] = ""
-        form["children"] = self.raw.get("children") == "1"
+        children = self.raw.get("children") == "1"
+        form.update(check=("children", "only its direct sub-customers", children), note="")
         return form
 
 
@@ -79,11 +79,11 @@ def sub_customers(customer: Customer) -> SafeString:
     changelist = reverse("admin:customers_customer_changelist")
     change = reverse("admin:customers_customer_change", args=[0]).replace("/0/", "/{}/")
     items = format_html_join(
-        "", '<li><a href="{}">{}</a></li>', ((change.format(c.pk), str(c)) for c in children)
+        " · ", '<a href="{}">{}</a>', ((change.format(c.pk), str(c)) for c in children)
     )
     return format_html(
-        '<ul class="tree-children">{}</ul><a href="{}?ancestor={}&amp;children=1">{} direct</a>'
-        ' · <a href="{}?ancestor={}">{} at any depth</a>',
+        '<div class="tree-children">{}</div><a href="{}?ancestor={}&amp;children=1">{} direct'
+        '</a> · <a href="{}?ancestor={}">{} at any depth</a>',
         items,
         changelist,
         customer.pk,

@@ -129,8 +129,12 @@ class CustomerFilter(FormFilter):
             "name": self.parameter_name,
             "value": self.customer_id,
             "label": str(self.customer) if self.customer else "",
-            "subtree": self.with_subtree,
-            "subtree_label": "and its sub-customers (any depth)",
+            "check": ("subtree", "and its sub-customers (any depth)", self.with_subtree),
+            "note": (
+                "Cost: what this customer is charged."
+                if self.customer
+                else "Cost: what each leg's source customer is charged."
+            ),
             "autocomplete_url": reverse("admin:autocomplete"),
             "app_label": meta.app_label,
             "model_name": meta.model_name,
