@@ -328,8 +328,11 @@ def test_customer_figures_fall_back_to_a_shorter_window(monkeypatch, tree):
         return real(legs, customer, first, last)
 
     monkeypatch.setattr(customer_tree, "_totals", slow_then_fast)
+    planned = iter([10**6, 10])  # the 30-day window: a million legs; the 7-day: ten
+    monkeypatch.setattr(customer_tree, "planned_rows", lambda qs: next(planned))
     html = customer_tree.figures_html(tree.reseller)
-    assert calls == [30 * DAY, DAY]
+    # 30 days: too many legs planned, not started; 7 days: over the time budget.
+    assert calls == [7 * DAY, DAY]
     assert "The last 1 day to its latest call" in html
     assert re.search(r"<strong>1</strong>", html)  # only u-kiosk in its last day
 

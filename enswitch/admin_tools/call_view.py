@@ -37,7 +37,7 @@ def _costs_html(leg: object) -> SafeString:
         for c in leg.costs.all()  # type: ignore[attr-defined]
     ]
     if not rows:
-        return format_html("<em>no cost records</em>")
+        return SafeString("<em>no cost records</em>")
     return format_html_join("", "<div>{}: <strong>{}</strong> <small>(tax {})</small></div>", rows)
 
 
@@ -77,7 +77,7 @@ def call_legs(leg_models: list[type], current: object) -> SafeString:
                 _costs_html(leg),
             )
         )
-    header = format_html(
+    header = SafeString(
         "<tr><th>start (UTC)</th><th>uniqueid</th><th>direction, status</th>"
         "<th>from &rarr; to</th><th>talk / total</th><th>costs</th></tr>"
     )

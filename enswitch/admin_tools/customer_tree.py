@@ -3,10 +3,11 @@ and what a customer's page shows of its place (sub-customers, users, calls, figu
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Count, FilteredRelation, Q, Sum
 from django.http import HttpRequest
 from django.urls import reverse
@@ -24,6 +25,8 @@ DAY = 86_400
 MAX_LISTED = 50
 # How long (PostgreSQL) the figures of one window may take before a shorter one is tried.
 FIGURES_BUDGET_MS = 150
+# ... and the most legs (the planner's estimate) a window may hold to be tried at all.
+FIGURES_MAX_LEGS = 20_000
 
 
 class AncestorFilter(CustomerFilter):
@@ -157,14 +160,28 @@ def _totals(legs: Any, customer: Customer, first: int, last: int) -> tuple[int, 
     return calls, talk, costs
 
 
-def figures(customer: Customer, windows: tuple[int, ...] = (30, 1)) -> Figures | None:
+def planned_rows(queryset: Any) -> float:
+    """The planner's estimate of a queryset's rows (PostgreSQL; 0 elsewhere): read from
+    EXPLAIN, which runs nothing."""
+    if connection.vendor != "postgresql":
+        return 0
+    sql, params = queryset.values("pk").query.sql_with_params()
+    with connection.cursor() as cur:
+        cur.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cur.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def figures(customer: Customer, windows: tuple[int, ...] = (30, 7, 1)) -> Figures | None:
     """The live legs of the customer's subtree in the last 30 days up to its latest call
     (so a store of older calls still shows them): legs, talk minutes, and what the
     customer itself is charged for them, per currency. None without a call.
 
-    On PostgreSQL each window has a time budget (FIGURES_BUDGET_MS): a subtree with more
-    calls than it can total in time gets the next, shorter window instead, and the page
-    says which; if none fits, the figures say so rather than hold the page up.
+    On PostgreSQL a window the planner expects to hold more than FIGURES_MAX_LEGS legs
+    is not started, and each has a time budget (FIGURES_BUDGET_MS): a subtree with more
+    calls than can be totalled in time gets the next, shorter window instead, and the
+    page says which; if none fits, the figures say so rather than hold the page up.
     """
     legs = _subtree_legs(customer)
     latest = legs.order_by("-start").values_list("start", flat=True).first()
@@ -172,6 +189,9 @@ def figures(customer: Customer, windows: tuple[int, ...] = (30, 1)) -> Figures |
         return None
     last = latest + 1
     for days in windows:
+        window = legs.filter(start__gte=last - days * DAY, start__lt=last)
+        if days != windows[-1] and planned_rows(window) > FIGURES_MAX_LEGS:
+            continue  # too many to total in time: not even started
         try:
             with transaction.atomic():
                 use_statement_timeout(FIGURES_BUDGET_MS, local=True)
