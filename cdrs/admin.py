@@ -13,11 +13,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.db.models import F, Prefetch, Q, QuerySet, Value
 from django.db.models.functions import Lower
 from django.db.models.lookups import Contains
 from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegBase, LegCost, fold_case
 from customers.models import Customer
@@ -191,6 +193,18 @@ class LegAdminBase(SecretLookupGuard, LargeTableAdminMixin, admin.ModelAdmin):
         if _DIGITS.fullmatch(chosen):
             queryset = queryset.annotate(cost_for=Value(int(chosen)))
         return queryset
+
+    @admin.display(description=mark_safe('<input type="checkbox" id="action-toggle">'))
+    def action_checkbox(self, obj: LegBase) -> str:
+        # The same markup as Django's, without rendering a form widget per row (the
+        # most expensive cell of the list).
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" '
+            'aria-label="Select this object for an action - {}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            obj,
+        )
 
     @admin.display(description="start (UTC)", ordering="start")
     def start_display(self, obj: LegBase) -> str:
