@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cdrs import archive
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
 from customers.models import Card, Currency, Customer, Peer
 from enswitch.admin_tools import archive_actions, customer_tree
+from tests import api_helpers as h
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -421,3 +424,32 @@ def test_no_view_site_link_and_plain_names(admin_client, tree):
     assert "View site" not in page
     assert "Staff logins (this admin site)" in page
     assert "API users (logins of the Enswitch API)" in page
+
+
+# --- the customer filter against the reference model, over random trees ----------------
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_customer_filter_matches_the_reference_subtree_rule(admin_client, data):
+    world = data.draw(h.trees(max_customers=7, max_depth=4, currencies=["USD"]))
+    world.legs = data.draw(h.legs(world, max_legs=8, unique_costs=True))
+    chosen = data.draw(st.sampled_from(sorted(world.customers)))
+    subtree = data.draw(st.booleans())
+    with transaction.atomic():
+        h.build_world(world, world.owner(), ["cdrs", "archive"])
+        members = world.subtree(chosen) if subtree else {chosen}
+        for model, archived in ((Leg, False), (ArchivedLeg, True)):
+            expected = {
+                leg.uniqueid
+                for leg in world.legs
+                if leg.archived == archived
+                and (leg.scustomer in members or leg.dcustomer in members)
+            }
+            query = f"?customer={chosen}" + ("&subtree=1" if subtree else "")
+            assert listed(admin_client, model, query) == expected, (chosen, subtree)
+        transaction.set_rollback(True)
