@@ -11,9 +11,6 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from cdrs.archive import ARCHIVE, LIVE, ArchiveError, ArchiveLocked, IdClash
-from cdrs.archive.selected import move_chosen
-
 # One admin request moves at most this many legs; more is a job for archive_cdrs.
 MAX_LEGS = 10_000
 
@@ -21,6 +18,10 @@ MAX_LEGS = 10_000
 def _move(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, *, archive: bool
 ) -> HttpResponse | None:
+    # Imported here: every process loads the admin, few of them move legs.
+    from cdrs.archive import ARCHIVE, LIVE, ArchiveError, ArchiveLocked, IdClash
+    from cdrs.archive.selected import move_chosen
+
     verb, where = ("archive", "the archive") if archive else ("restore", "the live tables")
     picked = list(
         queryset.order_by("start", "uniqueid").values_list("id", "start", "uniqueid")[
