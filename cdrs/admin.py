@@ -8,19 +8,35 @@ and edits foreign keys by ID (no dropdown of every customer).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import re
 from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import F, Q, QuerySet
+from django.contrib.admin import helpers
+from django.db.models import F, Prefetch, Q, QuerySet, Value
+from django.db.models.functions import Lower
+from django.db.models.lookups import Contains
 from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
-from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegBase, LegCost
+from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegBase, LegCost, fold_case
+from customers.models import Customer
+from enswitch.admin_tools.archive_actions import archive_selected, restore_selected
+from enswitch.admin_tools.call_view import call_legs, money
 from enswitch.admin_tools.index_search import IdSearchMixin
 from enswitch.admin_tools.large_tables import LargeTableAdminMixin
-from enswitch.admin_tools.unix_times import UnixTimeFormField, format_unix_utc, parse_unix_time
+from enswitch.admin_tools.leg_filters import (
+    AUTOCOMPLETE_CSS,
+    AUTOCOMPLETE_JS,
+    CustomerFilter,
+    PeerFilter,
+    StartRangeFilter,
+    duration,
+    readable_utc,
+)
+from enswitch.admin_tools.unix_times import UnixTimeFormField, format_unix_utc
 from enswitch.admin_tools.url_lookups import SecretLookupGuard
 
 ARCHIVE_NOTE = (
@@ -30,6 +46,10 @@ ARCHIVE_NOTE = (
 
 # Statuses seen on real switches; a filter over SELECT DISTINCT status would scan the
 # whole table. Any other status can still be chosen with ?status=<word> in the URL.
+_DIGITS = re.compile(r"[0-9]{1,18}")
+# A search for part of a customer's name takes the legs of at most this many customers.
+MAX_NAMED_CUSTOMERS = 200
+
 COMMON_STATUSES = ("answer", "noanswer", "busy", "cancel", "congestion", "chanunavail", "failed")
 
 
@@ -50,87 +70,6 @@ class StatusFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
         return queryset if value is None else queryset.filter(status=value)
-
-
-class StartRangeFilter(admin.SimpleListFilter):
-    """Legs by start time: today / last 7 days / last 30 days (UTC), or any range with
-    `?start__gte=...&start__lt=...`, each a date (`2024-01-31`, midnight UTC), a
-    date-time or a Unix time. Both use the index on start."""
-
-    title = "start (UTC)"
-    parameter_name = "start_range"
-    bound_params = ("start__gte", "start__lt")
-    ranges = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days"}
-
-    def __init__(
-        self, request: HttpRequest, params: dict, model: type, model_admin: admin.ModelAdmin
-    ) -> None:
-        # Taken out of `params` before the admin applies them as raw lookups (it would
-        # refuse a date for an integer column).
-        raw = {name: params.pop(name)[-1] for name in self.bound_params if name in params}
-        super().__init__(request, params, model, model_admin)
-        self.bounds: dict[str, int] = {}
-        for name, text in raw.items():
-            try:
-                self.bounds[name] = parse_unix_time(text)
-            except ValueError as error:
-                raise IncorrectLookupParameters(f"{name}: {error}") from error
-            self.used_parameters[name] = text
-        if self.value() is not None and self.value() not in self.ranges:
-            raise IncorrectLookupParameters(f"{self.parameter_name}: unknown range")
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
-        return list(self.ranges.items())
-
-    def expected_parameters(self) -> list[str]:
-        return [self.parameter_name, *self.bound_params]
-
-    def range_start(self, now: datetime) -> int | None:
-        value = self.value()
-        if value == "today":
-            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            return int(midnight.timestamp())
-        if value == "7d":
-            return int((now - timedelta(days=7)).timestamp())
-        if value == "30d":
-            return int((now - timedelta(days=30)).timestamp())
-        return None
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        start = self.range_start(datetime.now(tz=UTC))
-        if start is not None:
-            queryset = queryset.filter(start__gte=start)
-        if "start__gte" in self.bounds:
-            queryset = queryset.filter(start__gte=self.bounds["start__gte"])
-        if "start__lt" in self.bounds:
-            queryset = queryset.filter(start__lt=self.bounds["start__lt"])
-        return queryset
-
-    def choices(self, changelist: Any) -> Any:
-        yield {
-            "selected": self.value() is None and not self.bounds,
-            "query_string": changelist.get_query_string(remove=self.expected_parameters()),
-            "display": "All",
-        }
-        for value, label in self.lookup_choices:
-            yield {
-                "selected": self.value() == value and not self.bounds,
-                "query_string": changelist.get_query_string(
-                    {self.parameter_name: value}, list(self.bound_params)
-                ),
-                "display": label,
-            }
-        if self.bounds:
-            low = self.bounds.get("start__gte")
-            high = self.bounds.get("start__lt")
-            yield {
-                "selected": True,
-                "query_string": changelist.get_query_string(),
-                "display": "From {} to {}".format(
-                    format_unix_utc(low) if low is not None else "the beginning",
-                    format_unix_utc(high) if high is not None else "now",
-                ),
-            }
 
 
 class CostHolderFilter(admin.SimpleListFilter):
@@ -171,46 +110,44 @@ class ArchivedLegCostInline(CostInlineBase):
 
 
 class LegAdminBase(SecretLookupGuard, LargeTableAdminMixin, admin.ModelAdmin):
-    """Shared by the live and the archived legs; subclasses set the cost inline."""
+    """Shared by the live and the archived legs; subclasses set the cost inline and the
+    move action."""
 
     form = LegForm
     list_display = (
-        "uniqueid",
-        "callid",
-        "start_utc",
-        "end_utc",
-        "talktime",
-        "totaltime_display",
-        "status",
-        "direction",
-        "snumber",
-        "cnumber",
-        "dnumber",
-        "scustomer",
-        "dcustomer",
+        "start_display",
+        "duration_display",
+        "status_display",
+        "from_display",
+        "to_display",
+        "caller",
+        "peer_display",
+        "cost_display",
     )
-    list_filter = ("direction", StatusFilter, StartRangeFilter)
-    # Explicit case-sensitive lookups: `uniqueid = x` and `snumber LIKE 'x%'` on the
-    # "C"-collated columns can use a btree; Django's `=`/`^` would compare UPPER()s.
-    search_fields = (
-        "uniqueid__exact",
-        "callid__exact",
-        "snumber__startswith",
-        "cnumber__startswith",
-        "dnumber__startswith",
-    )
+    list_display_links = ("start_display",)
+    # A screenful or two; rendering a row costs more than finding it.
+    list_per_page = 50
+    list_filter = (CustomerFilter, StartRangeFilter, "direction", StatusFilter, PeerFilter)
     search_help_text = (
-        "Exact uniqueid or callid, or the start of a source, called or destination number."
+        "Exact uniqueid or callid; the start of a source, called or destination number; "
+        "or part of a caller name or of a customer's name (any case)."
     )
     # (start, uniqueid) is the index every query uses; uniqueid also makes it total.
     ordering = ("-start", "-uniqueid")
     # Only indexed columns: sorting millions of rows by anything else means a full
     # scan and sort on every page.
-    sortable_by = ("uniqueid", "start_utc")
-    list_select_related = ("scustomer", "dcustomer")
+    sortable_by = ("start_display",)
+    list_select_related = ("scustomer", "dcustomer", "peer")
     raw_id_fields = ("scustomer", "dcustomer", "peer", "invoice", "card")
-    readonly_fields = ("start_utc", "end_utc", "totaltime_display", "callername_folded")
+    readonly_fields = (
+        "start_utc",
+        "end_utc",
+        "totaltime_display",
+        "callername_folded",
+        "whole_call",
+    )
     fieldsets = (
+        ("The whole call", {"fields": ("whole_call",)}),
         (None, {"fields": ("uniqueid", "callid", "status", "direction")}),
         (
             "Time",
@@ -234,6 +171,97 @@ class LegAdminBase(SecretLookupGuard, LargeTableAdminMixin, admin.ModelAdmin):
         ),
     )
 
+    class Media:
+        js = AUTOCOMPLETE_JS
+        css = {"screen": (*AUTOCOMPLETE_CSS, "admin_tools/admin.css")}
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return ("uniqueid",)  # shows the search box; get_search_results does the work
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        return (queryset.filter(search_condition(term)), False) if term else (queryset, False)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        cost_model = self.model._meta.get_field("costs").related_model
+        costs = cost_model.objects.select_related("customer", "card").order_by("id")
+        queryset = super().get_queryset(request).prefetch_related(Prefetch("costs", costs))
+        # The cost shown is the filtered customer's (the one the operator looks at).
+        chosen = request.GET.get(CustomerFilter.parameter_name, "")
+        if _DIGITS.fullmatch(chosen):
+            queryset = queryset.annotate(cost_for=Value(int(chosen)))
+        return queryset
+
+    @admin.display(description=mark_safe('<input type="checkbox" id="action-toggle">'))
+    def action_checkbox(self, obj: LegBase) -> str:
+        # The same markup as Django's, without rendering a form widget per row (the
+        # most expensive cell of the list).
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" '
+            'aria-label="Select this object for an action - {}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            obj,
+        )
+
+    @admin.display(description="start (UTC)", ordering="start")
+    def start_display(self, obj: LegBase) -> str:
+        return readable_utc(obj.start)
+
+    @admin.display(description="talk / total")
+    def duration_display(self, obj: LegBase) -> str:
+        return format_html(
+            '{}<span class="sub">{}</span>', duration(obj.talktime), duration(obj.totaltime)
+        )
+
+    @admin.display(description="status", ordering=None)
+    def status_display(self, obj: LegBase) -> str:
+        return format_html('{}<span class="sub">{}</span>', obj.status, obj.direction)
+
+    @admin.display(description="from")
+    def from_display(self, obj: LegBase) -> str:
+        return format_html(
+            '<span class="num">{}</span><span class="sub">{}</span>',
+            obj.snumber,
+            obj.scustomer.name,
+        )
+
+    @admin.display(description="to")
+    def to_display(self, obj: LegBase) -> str:
+        who = obj.dcustomer.name if obj.dcustomer_id else obj.dnumber
+        return format_html(
+            '<span class="num">{}</span><span class="sub">{}</span>', obj.cnumber, who
+        )
+
+    @admin.display(description="caller name")
+    def caller(self, obj: LegBase) -> str:
+        return obj.callername
+
+    @admin.display(description="peer")
+    def peer_display(self, obj: LegBase) -> str:
+        return obj.peer.name or f"#{obj.peer_id}" if obj.peer_id else ""
+
+    @admin.display(description="cost")
+    def cost_display(self, obj: LegBase) -> str:
+        """The filtered customer's cost record, else the source customer's."""
+        customer_id = getattr(obj, "cost_for", None) or obj.scustomer_id
+        for cost in obj.costs.all():
+            if cost.customer_id == customer_id:
+                return format_html(
+                    '<span title="charged to {}">{}</span>',
+                    cost.customer,
+                    money(cost.cost, cost.currency_id, places=4),
+                )
+        return "-"
+
+    @admin.display(description="legs of this call")
+    def whole_call(self, obj: LegBase) -> str:
+        if obj.pk is None:
+            return "-"
+        return call_legs([Leg, ArchivedLeg], obj)
+
     @admin.display(description="start (UTC)", ordering="start")
     def start_utc(self, obj: LegBase) -> str:
         return format_unix_utc(obj.start)
@@ -253,14 +281,39 @@ class LegAdminBase(SecretLookupGuard, LargeTableAdminMixin, admin.ModelAdmin):
         obj.save()
 
 
+def search_condition(term: str) -> Q:
+    """What the leg lists' search box matches: the whole text as one term (a caller name
+    has spaces), each alternative an indexed lookup (exact; a prefix of a "C"-collated
+    column; part of the folded caller name, a trigram index on PostgreSQL), and customers
+    by name through their IDs (the customer table is small)."""
+    condition = (
+        Q(uniqueid=term)
+        | Q(callid=term)
+        | Q(snumber__startswith=term)
+        | Q(cnumber__startswith=term)
+        | Q(dnumber__startswith=term)
+        | Q(callername_folded__contains=fold_case(term))
+    )
+    customers = list(
+        Customer.objects.filter(Contains(Lower("name"), term.lower()))
+        .order_by("id")
+        .values_list("pk", flat=True)[:MAX_NAMED_CUSTOMERS]
+    )
+    if customers:
+        condition |= Q(scustomer_id__in=customers) | Q(dcustomer_id__in=customers)
+    return condition
+
+
 @admin.register(Leg)
 class LegAdmin(LegAdminBase):
     inlines = (LegCostInline,)
+    actions = (archive_selected,)
 
 
 @admin.register(ArchivedLeg)
 class ArchivedLegAdmin(LegAdminBase):
     inlines = (ArchivedLegCostInline,)
+    actions = (restore_selected,)
     page_note = ARCHIVE_NOTE
 
 

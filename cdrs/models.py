@@ -130,9 +130,9 @@ class LegBase(models.Model):
     dcustomer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
-    # No index of their own on peer, invoice and card: every index is paid again by each
+    # No index of their own on invoice and card: every index is paid again by each
     # imported and each archived leg, and these IDs are only ever filtered on together
-    # with a time range (served by the indexes below) or when an admin deletes a peer.
+    # with a time range (served by the indexes below). Peer has the admin's (peer, start).
     peer = models.ForeignKey(
         Peer, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
@@ -195,6 +195,20 @@ def leg_indexes(prefix: str, *, covering: bool) -> list[models.Index]:
         models.Index(fields=["dcustomer", "start"], name=f"{prefix}_dcust_start"),
         models.Index(fields=["callid"], name=f"{prefix}_callid"),
     ]
+    # The admin's search (cdrs/admin.py): a number by its start, with LIKE 'x%' on these
+    # "C"-collated columns; without them one search reads the table. (Caller names are
+    # searched anywhere in the name: a trigram index, migration 0007, PostgreSQL only.)
+    # Its filters by status, direction and peer likewise find a rare value's legs (and
+    # count them) without walking every leg.
+    indexes += [
+        models.Index(fields=["snumber"], name=f"{prefix}_snumber"),
+        models.Index(fields=["dnumber"], name=f"{prefix}_dnumber"),
+        models.Index(fields=["status", "start"], name=f"{prefix}_status_start"),
+        models.Index(fields=["direction", "start"], name=f"{prefix}_direction_start"),
+        models.Index(fields=["peer", "start"], name=f"{prefix}_peer_start"),
+    ]
+    if not covering:
+        indexes.append(models.Index(fields=["cnumber"], name=f"{prefix}_cnumber"))
     if covering:
         # The called-number search (LegQuerySet.matching): a number's legs in a time
         # range, with what the scope and the page's order need, from the index alone.

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth.forms import SetPasswordMixin
 from django.contrib.auth.hashers import identify_hasher
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html
 
 from customers.models import (
     Card,
@@ -25,8 +21,18 @@ from customers.models import (
     Role,
     User,
 )
+from enswitch.admin_tools.customer_tree import (
+    AncestorFilter,
+    breadcrumb,
+    call_links,
+    figures_html,
+    indented_name,
+    sub_customers,
+    users,
+)
 from enswitch.admin_tools.index_search import IdSearchMixin
 from enswitch.admin_tools.large_tables import BoundedDeleteMixin
+from enswitch.admin_tools.leg_filters import AUTOCOMPLETE_CSS, AUTOCOMPLETE_JS
 from enswitch.admin_tools.login import ThrottledAdminAuthenticationForm
 from enswitch.admin_tools.url_lookups import SecretLookupGuard
 from enswitch.admin_tools.word_lists import WordListField, words_display
@@ -178,46 +184,6 @@ class RatePlanAdmin(WordListAdmin):
 # --- Customers -----------------------------------------------------------------------
 
 
-def _is_id(value: str | None) -> bool:
-    # ASCII digits within 64 bits: str.isdigit() also takes "²", which int() refuses.
-    return value is not None and re.fullmatch(r"[0-9]{1,18}", value) is not None
-
-
-class ParentFilter(admin.SimpleListFilter):
-    """Children of one customer, by `?parent_id=<id>`.
-
-    The offered links are only the customers near the top of the tree that have
-    children (a list_filter on `parent` would render one link per customer); any other
-    parent is reached with its ID in the URL, or from the "sub-customers" link on a
-    customer's page. The selected parent is always shown.
-    """
-
-    title = "parent"
-    parameter_name = "parent_id"
-    max_depth = 1
-    max_choices = 50
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
-        has_children = Exists(Customer.objects.filter(parent_id=OuterRef("pk")))
-        offered = list(
-            Customer.objects.filter(has_children, depth__lte=self.max_depth).order_by(
-                "depth", "id"
-            )[: self.max_choices]
-        )
-        value = self.value()
-        if _is_id(value) and all(str(c.pk) != value for c in offered):
-            offered += list(Customer.objects.filter(pk=int(value)))
-        return [(str(c.pk), str(c)) for c in offered]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        value = self.value()
-        if value is None:
-            return queryset
-        if not _is_id(value):
-            raise IncorrectLookupParameters(f"parent_id must be a customer ID, not {value!r}")
-        return queryset.filter(parent_id=int(value))
-
-
 class CustomerForm(forms.ModelForm):
     class Meta:
         model = Customer
@@ -226,54 +192,65 @@ class CustomerForm(forms.ModelForm):
 
 @admin.register(Customer)
 class CustomerAdmin(BaseAdmin):
+    """The tree in depth-first order (by `path`, which is indexed), names indented."""
+
     form = CustomerForm
-    list_display = (
-        "id",
-        "name",
-        "parent",
-        "bill_type",
-        "currency",
-        "rate_plan",
-        "enabled",
-        "depth",
-    )
-    list_display_links = ("id", "name")
-    list_filter = ("bill_type", "enabled", ParentFilter)
-    list_select_related = ("parent", "currency", "rate_plan")
+    list_display = ("id", "tree_name", "bill_type", "currency", "rate_plan", "enabled")
+    list_display_links = ("id", "tree_name")
+    list_filter = (AncestorFilter, "bill_type", "enabled")
+    list_select_related = ("currency", "rate_plan")
+    ordering = ("path",)
+    sortable_by = ()
     search_fields = ("name__icontains",)
     search_id_fields = ("id",)
     search_help_text = "Customer name, or exact customer ID."
     raw_id_fields = ("parent",)
     autocomplete_fields = ("currency", "rate_plan")
-    readonly_fields = ("path", "depth", "sub_customers", "calls")
+    readonly_fields = (
+        "path",
+        "depth",
+        "ancestors",
+        "sub_customers",
+        "api_users",
+        "calls",
+        "last_30_days",
+    )
     fieldsets = (
         (None, {"fields": ("id", "name", "bill_type", "currency", "rate_plan", "enabled")}),
-        ("Place in the tree", {"fields": ("parent", "depth", "path", "sub_customers", "calls")}),
+        (
+            "Place in the tree",
+            {"fields": ("ancestors", "parent", "sub_customers", "depth", "path")},
+        ),
+        ("Users and calls", {"fields": ("api_users", "calls", "last_30_days")}),
     )
+
+    class Media:
+        js = AUTOCOMPLETE_JS
+        css = {"screen": (*AUTOCOMPLETE_CSS, "admin_tools/admin.css")}
+
+    @admin.display(description="name")
+    def tree_name(self, obj: Customer) -> str:
+        return indented_name(obj)
+
+    @admin.display(description="ancestors")
+    def ancestors(self, obj: Customer) -> str:
+        return "-" if obj.pk is None else breadcrumb(obj)
 
     @admin.display(description="sub-customers")
     def sub_customers(self, obj: Customer) -> str:
-        if obj.pk is None:
-            return "-"
-        count = Customer.objects.filter(parent_id=obj.pk).count()
-        url = reverse("admin:customers_customer_changelist")
-        return format_html('<a href="{}?parent_id={}">{} direct</a>', url, obj.pk, count)
+        return "-" if obj.pk is None else sub_customers(obj)
 
-    @admin.display(description="call legs")
+    @admin.display(description="API users")
+    def api_users(self, obj: Customer) -> str:
+        return "-" if obj.pk is None else users(obj)
+
+    @admin.display(description="calls")
     def calls(self, obj: Customer) -> str:
-        if obj.pk is None:
-            return "-"
-        live = reverse("admin:cdrs_leg_changelist")
-        archived = reverse("admin:cdrs_archivedleg_changelist")
-        return format_html(
-            '<a href="{0}?scustomer={1}">live, as source</a> · '
-            '<a href="{0}?dcustomer={1}">live, as destination</a> · '
-            '<a href="{2}?scustomer={1}">archived, as source</a> · '
-            '<a href="{2}?dcustomer={1}">archived, as destination</a>',
-            live,
-            obj.pk,
-            archived,
-        )
+        return "-" if obj.pk is None else call_links(obj)
+
+    @admin.display(description="with its sub-customers")
+    def last_30_days(self, obj: Customer) -> str:
+        return "-" if obj.pk is None else figures_html(obj)
 
     def save_model(self, request: HttpRequest, obj: Customer, form: Any, change: bool) -> None:
         # Customer.save() keeps `path` and `depth` right, for the customer and, after a

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
@@ -133,6 +135,9 @@ class Customer(models.Model):
         ]
 
     def __str__(self) -> str:
+        # The ID once: not again after a name that already ends with it ("... (reseller 8)").
+        if re.search(rf"\b{self.id}\)?$", self.name or ""):
+            return self.name
         return f"{self.name} ({self.id})"
 
     def clean(self) -> None:

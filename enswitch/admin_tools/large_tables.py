@@ -130,6 +130,7 @@ class LargeTableAdminMixin:
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     paginator = LargeTablePaginator
+    change_form_template = "admin_tools/change_form.html"
     max_bulk_delete = 1000
     # Shown under the title of every page of this admin (e.g. to mark the archive).
     page_note = ""
@@ -157,11 +158,15 @@ class LargeTableAdminMixin:
             actions["delete_selected"] = (bounded_delete_selected, name, description)
         return actions
 
+    # The notes show in a banner under the page's buttons (a subtitle would sit under
+    # the "add" button, which floats over it).
+    change_list_template = "admin_tools/change_list.html"
+
     def _with_note(self, extra_context: dict | None, *notes: str) -> dict:
         context = dict(extra_context or {})
         text = " ".join(n for n in (self.page_note, *notes) if n)
         if text:
-            context["subtitle"] = text
+            context["page_banner"] = text
         return context
 
     def changelist_view(
@@ -179,10 +184,8 @@ class LargeTableAdminMixin:
     def render_change_form(
         self, request: HttpRequest, context: dict, *args: Any, **kwargs: Any
     ) -> HttpResponse:
-        # The change form's subtitle is the object's name: keep it, add the note.
         if self.page_note:
-            parts = (context.get("subtitle"), self.page_note)
-            context["subtitle"] = " \u2014 ".join(str(p) for p in parts if p)
+            context["page_banner"] = self.page_note
         return super().render_change_form(request, context, *args, **kwargs)  # type: ignore[misc]
 
 
