@@ -6,50 +6,28 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpResponseBase, StreamingHttpResponse
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from cdrs import queries
 from cdrs.parameters import parse_get, parse_list
 from cdrs.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
 from cdrs.rows import COLUMNS, row_to_dict, stream_rows
-from enswitch.api.authentication import EnswitchAuthentication
 from enswitch.api.envelope import NotFound, entry, envelope
 from enswitch.api.exceptions import as_enswitch_error, envelope_response
-from enswitch.api.params import Params, request_params
-from enswitch.api.renderers import AlwaysEnvelope, EnvelopeRenderer
+from enswitch.api.params import Params
 from enswitch.api.throttle import stream_slot
-from enswitch.db import use_statement_timeout
+from enswitch.api.views import EnswitchAPIView
 
 # Answers up to this many rows are built in one piece; longer ones are streamed.
 STREAM_ABOVE = 5000
 
 
-class EnswitchView(APIView):
+class EnswitchView(EnswitchAPIView):
     """Parse and authenticate (EnswitchAuthentication: 401), authorise (the permission
     classes: 402, 403), then `respond()`: validate (400), filter, order, rows out."""
 
-    authentication_classes = [EnswitchAuthentication]
     permission_classes = [RoleAllowsCdrs, RatePlanAllowsCdrs]
-    renderer_classes = [EnvelopeRenderer]
-    parser_classes: list = []
-    content_negotiation_class = AlwaysEnvelope
-    throttle_classes: list = []
-    http_method_names = ["get", "post", "head"]
-
-    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
-        use_statement_timeout(settings.ENSWITCH_STATEMENT_TIMEOUT_MS)
-        super().initial(request, *args, **kwargs)
-
-    def get(self, request: Any) -> HttpResponseBase:
-        return self.respond(request, request_params(request._request))
-
-    post = get
-
-    def respond(self, request: Any, params: Params) -> HttpResponseBase:
-        raise NotImplementedError
 
 
 class CdrListView(EnswitchView):
