@@ -72,6 +72,12 @@ LIST_DOCS: dict[str, Doc] = {
     "ctype": Doc(_TYPE.format("Called"), ""),
     "cmatch": Doc(_MATCH.format("cnumber"), "contains"),
     "cnumber": Doc(_NUMBER.format("Called", "cmatch"), ""),
+    "caller_number": Doc(
+        "Only legs whose `snumber` contains this, case-sensitively. Empty: any.", ""
+    ),
+    "called_number": Doc(
+        "Only legs whose `cnumber` contains this, case-sensitively. Empty: any.", ""
+    ),
     "dtype": Doc(_TYPE.format("Destination"), ""),
     "dmatch": Doc(_MATCH.format("dnumber"), "contains"),
     "dnumber": Doc(_NUMBER.format("Destination", "dmatch"), ""),

@@ -1,4 +1,5 @@
-"""`cdrs/list` and `cdrs/get`: parse -> authenticate -> authorise -> filter -> order -> rows."""
+"""`cdrs/list`, `cdrs/get`, `cdrs/totals/list`: parse -> authenticate -> authorise -> filter ->
+order -> rows."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ from django.http import HttpResponseBase, StreamingHttpResponse
 from rest_framework.response import Response
 
 from cdrs import queries
-from cdrs.parameters import parse_get, parse_list
-from cdrs.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
-from cdrs.rows import COLUMNS, row_to_dict, stream_rows
+from cdrs.parameters import parse_get, parse_list, parse_totals
+from cdrs.permissions import (
+    RatePlanAllowsCdrs,
+    RoleAllowsCdrs,
+    RoleAllowsListOptions,
+    RoleAllowsTotals,
+)
+from cdrs.rows import COLUMNS, row_to_dict, stream_rows, stream_totals
 from enswitch.api.envelope import NotFound, entry, envelope
 from enswitch.api.exceptions import as_enswitch_error, envelope_response
 from enswitch.api.params import Params
@@ -52,6 +58,15 @@ class CdrGetView(EnswitchView):
             raise NotFound()
         data = row_to_dict(row, request.user.customer.currency_id)
         return Response(envelope([entry(200)], data))
+
+
+class CdrTotalsListView(EnswitchView):
+    permission_classes = [RoleAllowsTotals, RatePlanAllowsCdrs]
+
+    def respond(self, request: Any, params: Params) -> HttpResponseBase:
+        wanted = parse_totals(params, user=request.user, now=int(time.time()))  # or a 400
+        rows = queries.totals_rows(wanted)  # scope, selection, hours, order
+        return streaming_response(stream_totals(rows))
 
 
 def streamed(rows: Any, currency: str, *, user_id: int) -> Iterator[bytes]:
