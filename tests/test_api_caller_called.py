@@ -1,4 +1,4 @@
-"""`caller_number` and `called_number` in `cdrs/list` (docs/api.md, section 10): a number
+"""`caller_number` and `called_number` in `cdrs/list` (docs/api.md, section 3): a number
 inside `snumber` / `cnumber`, as clients of deployed Enswitch systems send them."""
 
 from __future__ import annotations
