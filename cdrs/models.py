@@ -16,6 +16,7 @@ from django.db.models import F, Q
 
 from cdrs.scope import Scope
 from customers.models import Card, Currency, Customer, Invoice, Peer
+from enswitch import citus
 from enswitch.fields import MAX_STRING, CodePointCharField
 
 if TYPE_CHECKING:
@@ -75,12 +76,15 @@ class LegQuerySet(models.QuerySet):
         which also carries what the user's scope and the time range need, so only
         the legs that pass them are read. A LIKE '%digits%' on the legs themselves
         would read every leg, of any customer and any time, whose number has them.
+        On a Citus cluster the table is not kept (no trigger there): the LIKE runs on
+        every shard at once, served by a trigram index on the shards (enswitch/citus.py).
         """
         if (
             field == "cnumber"
             and lookup in ("contains", "endswith")
             and self.model is Leg
             and connections[self.db].vendor == "postgresql"
+            and not citus.is_distributed(self.db)
         ):
             numbers = CalledNumber.objects.filter(**{f"value__{lookup}": needle})
             return self.filter(cnumber__in=numbers.values("value"))
@@ -249,6 +253,20 @@ class CostBase(models.Model):
 
     class Meta:
         abstract = True
+
+    def save(self, *args, **kwargs) -> None:
+        # On a Citus cluster the leg is the record's distribution column, which no UPDATE
+        # may set, even to the value it has: a stored record is updated without it.
+        if (
+            not self._state.adding
+            and kwargs.get("update_fields") is None
+            and not kwargs.get("force_insert")
+            and citus.is_distributed(kwargs.get("using") or self._state.db or "default")
+        ):
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "leg"
+            ]
+        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         who = f"customer {self.customer_id}" if self.customer_id else f"card {self.card_id}"

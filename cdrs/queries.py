@@ -23,6 +23,7 @@ from cdrs.parameters import COST_CUSTOMER_WORDS, GetRequest, ListRequest, Totals
 from cdrs.scope import Scope
 from customers.models import PREPAID_BILL_TYPES, BillType, Customer
 from enswitch.db import custom_plans
+from enswitch.fields import INT64_MAX
 
 # From this offset on, a page is found by its legs' ids first.
 DEEP_OFFSET = 1000
@@ -197,5 +198,6 @@ def _page_by_ids(request: ListRequest, selection: Any, columns: tuple[str, ...])
 
 
 def _slice(qs: QuerySet, offset: int, limit: int) -> QuerySet:
-    """`limit=0` means all the rows after `offset`."""
-    return qs[offset : offset + limit] if limit else qs[offset:]
+    """`limit=0` means all the rows after `offset`. The end is kept within a 64-bit
+    integer: Citus adds offset and limit into one LIMIT for the shards."""
+    return qs[offset : min(offset + limit, INT64_MAX)] if limit else qs[offset:]

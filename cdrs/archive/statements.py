@@ -13,6 +13,7 @@ from django.db import (
 )
 
 from cdrs.archive.moves import ARCHIVE, FastPathDeclined, IdClash, Move
+from enswitch import citus
 
 
 class _Sql:
@@ -25,6 +26,7 @@ class _Sql:
         q = connection.ops.quote_name
         self.alias = alias
         self.vendor = connection.vendor
+        self.distributed = citus.is_distributed(alias)
         self.move = move
         self.src, self.dst = q(move.src.leg._meta.db_table), q(move.dst.leg._meta.db_table)
         self.src_cost = q(move.src.cost._meta.db_table)
@@ -140,6 +142,19 @@ def _select_batch(
 def _lock_picked(cur: Any, sql: _Sql, ids: list[int]) -> list[tuple[int, int, str]]:
     """The picked legs that still qualify, locked on PostgreSQL (SQLite: our snapshot)."""
     where, params = sql.where()
+    if sql.distributed:
+        # Citus runs FOR UPDATE on one shard only; an UPDATE that changes nothing takes
+        # the same row locks on every shard.
+        cur.execute(
+            sql.statement(
+                "UPDATE {src} SET {start} = {start} WHERE {picked} AND {where} "
+                "RETURNING {id}, {start}, {uniqueid}",
+                picked=sql.in_ids(sql.id),
+                where=where,
+            ),
+            [sql.ids_param(ids), *params],
+        )
+        return sorted(cur.fetchall(), key=lambda row: (row[1], row[2]))
     lock_clause = " FOR UPDATE" if sql.vendor == "postgresql" else ""
     cur.execute(
         sql.statement(
@@ -274,7 +289,16 @@ def _move_costs(cur: Any, sql: _Sql, ids: list[int], *, bypass: bool) -> int:
 def _lock_costs(cur: Any, sql: _Sql, ids: list[int]) -> None:
     # PostgreSQL's careful path runs several statements under READ COMMITTED: locking the
     # cost records keeps them from changing between the copy and the delete.
-    if sql.vendor == "postgresql":
+    if sql.distributed:  # as in _lock_picked
+        cur.execute(
+            sql.statement(
+                "UPDATE {src_cost} SET {amount} = {amount} WHERE {picked}",
+                amount=connections[sql.alias].ops.quote_name("cost"),
+                picked=sql.in_ids(sql.cost_leg),
+            ),
+            [sql.ids_param(ids)],
+        )
+    elif sql.vendor == "postgresql":
         cur.execute(
             sql.statement(
                 "SELECT count(*) FROM (SELECT 1 FROM {src_cost} WHERE {picked} FOR UPDATE) locked",
@@ -320,14 +344,18 @@ def _copy_legs(cur: Any, sql: _Sql, ids: list[int]) -> int:
 def _copy_costs(cur: Any, sql: _Sql, ids: list[int]) -> int:
     # Joined on uniqueid, so the costs of a leg the destination already had (under the
     # same id, or another one) land on that copy; a customer's or card's record the copy
-    # already has wins (ON CONFLICT DO NOTHING).
+    # already has wins (ON CONFLICT DO NOTHING). On a Citus cluster a leg's copy is found
+    # by id as well, so the join stays on the leg's shard: ids are kept when legs move,
+    # and the importer keeps a uniqueid to one id there.
+    same = "d.{id} = s.{id} AND d.{uniqueid} = s.{uniqueid}" if sql.distributed else ""
     cur.execute(
         sql.statement(
             "INSERT INTO {dst_cost} ({cost_leg}, {cost_cols}) "
             "SELECT d.{id}, {src_cols} FROM {src_cost} c "
             "JOIN {src} s ON s.{id} = c.{cost_leg} "
-            "JOIN {dst} d ON d.{uniqueid} = s.{uniqueid} "
+            "JOIN {dst} d ON {same} "
             "WHERE {picked} ON CONFLICT DO NOTHING",
+            same=sql.statement(same or "d.{uniqueid} = s.{uniqueid}"),
             src_cols=", ".join(f"c.{c}" for c in sql.cost_cols),
             picked=sql.in_ids("c." + sql.cost_leg),
         ),

@@ -19,6 +19,8 @@ from django.db import connections, models
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import cached_property
 
+from enswitch import citus
+
 
 def table_row_estimate(model: type[models.Model], using: str = "default") -> int | None:
     """The planner's row estimate for the model's table (PostgreSQL), read in O(1).
@@ -28,6 +30,8 @@ def table_row_estimate(model: type[models.Model], using: str = "default") -> int
     connection = connections[using]
     if connection.vendor != "postgresql":
         return None
+    if citus.is_distributed(using):  # the coordinator's table is empty: ask the shards
+        return citus.distributed_row_estimate(model._meta.db_table, using)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)",
