@@ -51,6 +51,9 @@ DISTRIBUTED_TABLES: tuple[Distributed, ...] = (
     Distributed("cdrs.LegCost", "leg", colocate_with="cdrs.Leg"),
     Distributed("cdrs.ArchivedLeg", "id", colocate_with="cdrs.Leg"),
     Distributed("cdrs.ArchivedLegCost", "leg", colocate_with="cdrs.Leg"),
+    # Per customer and hour: the API asks for some customers' hours, and the writers add
+    # counts grouped by customer, so each customer's rows live on one worker.
+    Distributed("cdrs.CallTotals", "customer"),
 )
 
 # Kept by a trigger on one node; Citus does not run such triggers on distributed tables,
