@@ -230,6 +230,14 @@ def test_the_token_path_costs_no_password_hash(client, actors, monkeypatch):
     h.assert_error(h.call(client, h.LIST, auth_token=token[:-3]), 401)
 
 
+def test_tokens_are_kept_out_of_logs():
+    from enswitch.api.logging import scrub
+
+    line = "GET /api/json/cdrs/list/?auth_t%6Fken=eyJ.x.y;limit=1 HTTP/1.1"
+    assert scrub(line) == "GET /api/json/cdrs/list/?auth_t%6Fken=***;limit=1 HTTP/1.1"
+    assert scrub('{"auth_token": "eyJ.x.y", "limit": 1}') == '{"auth_token": "***", "limit": 1}'
+
+
 def test_rejected_tokens_count_as_failed_logins_of_their_address(client, actors, settings):
     settings.ENSWITCH_AUTH_THROTTLE = True
     settings.ENSWITCH_AUTH_MAX_FAILURES_PER_ADDRESS = 4
