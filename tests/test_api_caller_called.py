@@ -71,3 +71,26 @@ def test_their_400s_come_right_after_cnumber(client, numbers):
         "Must be at most 255 characters long.",
         "Must not contain a NUL character.",
     ]
+
+
+@pytest.mark.parametrize("limit", ["0", "100"])
+def test_they_run_the_same_sql_as_the_contains_searches_they_equal(actors, limit):
+    """So they are as fast: `called_number` goes through the called numbers' index
+    (PostgreSQL) exactly as `cnumber` with `cmatch=contains` does."""
+    import time
+
+    from cdrs import queries
+    from cdrs.parameters import parse_list
+    from cdrs.rows import COLUMNS
+    from enswitch.api.params import Params
+
+    def sql(**params: str) -> str:
+        request = parse_list(
+            Params(values={**params, "limit": limit, "end": "2000000000"}),
+            user=actors.reseller.user,
+            now=int(time.time()),
+        )
+        return str(queries.list_page(request, COLUMNS).rows.query)
+
+    assert sql(called_number="4207") == sql(cnumber="4207", cmatch="contains")
+    assert sql(caller_number="4207") == sql(snumber="4207", smatch="contains")
