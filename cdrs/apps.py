@@ -6,4 +6,5 @@ class CdrsConfig(AppConfig):
     verbose_name = "Call detail records"
 
     def ready(self) -> None:
-        from cdrs import schema  # noqa: F401  (registers the OpenAPI description of the views)
+        # The OpenAPI description of the views; the call totals kept on ORM writes of legs.
+        from cdrs import schema, totals  # noqa: F401

@@ -146,6 +146,9 @@ class LegFilterSet(EnswitchFilterSet):
     snumber = LegFilter("snumber", method="match")
     ctype = LegFilter("ctype")
     cnumber = LegFilter("cnumber", method="match")
+    # What clients of deployed Enswitch systems send: a number inside snumber / cnumber.
+    caller_number = LegFilter("snumber", method="contains")
+    called_number = LegFilter("cnumber", method="contains")
     dtype = LegFilter("dtype")
     dnumber = LegFilter("dnumber", method="match")
 
@@ -162,6 +165,9 @@ class LegFilterSet(EnswitchFilterSet):
         mode = self.form.cleaned_data.get(MATCH_MODE_OF[column]) or "contains"
         needle = fold_case(value) if column in FOLDED else value
         return qs.matching(column, MATCH_LOOKUPS[mode], needle)
+
+    def contains(self, qs: QuerySet, column: str, value: str) -> QuerySet:
+        return qs.matching(column, "contains", value)
 
     def from_phone(self, qs: QuerySet, column: str, value: str) -> QuerySet:
         return qs.filter(stype="phone", snumber=value)

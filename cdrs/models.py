@@ -338,3 +338,30 @@ class ArchivedLegCost(CostBase):
     class Meta:
         verbose_name = "archived leg cost"
         constraints = cost_constraints("archlegcost")
+
+
+class CallTotals(models.Model):
+    """A customer's legs in one hour [hour, hour + 3600), by direction (`cdrs/totals/list`).
+
+    A leg counts for its `scustomer` and for its `dcustomer` (once when both are the same
+    customer), live or archived: archiving moves legs, it does not change these. Kept
+    where legs are written (cdrs/totals.py: the importer, the admin and the ORM), and
+    rebuilt from the legs by `rebuild_totals`. The key leads with the customer, which
+    serves the API's "these customers, these hours" and is the column to distribute by.
+    """
+
+    pk = models.CompositePrimaryKey("customer_id", "hour")
+    # No database constraint: totals outlive nothing, and a customer without legs may go.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    hour = models.BigIntegerField(help_text="Unix time, a multiple of 3600.")
+    inbound = models.BigIntegerField(default=0)
+    outbound = models.BigIntegerField(default=0)
+    internal = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "call totals"
+
+    def __str__(self) -> str:
+        return f"customer {self.customer_id} at {self.hour}"

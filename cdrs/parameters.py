@@ -36,9 +36,11 @@ LIST_PARAMETERS = (
     "start", "end", "archive", "callername_match", "callername_number", "callid",
     "cost_customer", "customer", "direction", "invoice", "limit", "offset", "peer", "phone",
     "recurse", "status", "talktime_maximum", "talktime_minimum", "stype", "smatch", "snumber",
-    "ctype", "cmatch", "cnumber", "dtype", "dmatch", "dnumber", "sort", "descending",
+    "ctype", "cmatch", "cnumber", "caller_number", "called_number", "dtype", "dmatch", "dnumber",
+    "sort", "descending",
 )  # fmt: skip
 GET_PARAMETERS = ("uniqueid", "customer")
+TOTALS_PARAMETERS = ("start", "end", "customer", "recurse")
 
 
 class ListShapeForm(forms.Form):
@@ -58,6 +60,15 @@ class GetShapeForm(forms.Form):
     """cdrs/get's `customer` chooses the cost record only, so it takes no word."""
 
     customer = IdOrWordField(words=())
+
+
+class TotalsForm(forms.Form):
+    """cdrs/totals/list: which hours, which customers."""
+
+    start = IntegerField(minimum=0)
+    end = IntegerField(minimum=0)
+    customer = IdOrWordField(words=CUSTOMER_WORDS)
+    recurse = FlagField()
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,33 @@ class GetRequest:
     scope: Scope
     filters: LegGetFilterSet
     cost_customer: int | None  # None: the user's own customer
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Whose legs: `customer` and `recurse` as cdrs/list takes them."""
+
+    customer: int | str | None  # an ID, a word of CUSTOMER_WORDS, or None: the user's own
+    recurse: bool
+
+
+@dataclass(frozen=True)
+class TotalsRequest:
+    user: User
+    scope: Scope
+    shape: Selection
+    start: int  # hours that begin at or after it
+    end: int  # hours that end at or before it
+
+
+def parse_totals(params: Params, *, user: User, now: int) -> TotalsRequest:
+    scope = Scope(user.customer)
+    form = TotalsForm(params.values)
+    _validate(params, [form], TOTALS_PARAMETERS, scope, ids=("customer",))
+    data = form.cleaned_data
+    shape = Selection(customer=data["customer"], recurse=data["recurse"] == 1)
+    end = now if data["end"] is None else data["end"]
+    return TotalsRequest(user, scope, shape, start=data["start"] or 0, end=end)
 
 
 def parse_list(params: Params, *, user: User, now: int) -> ListRequest:
@@ -158,6 +196,8 @@ def _validate(
 
 def parameter_fields(endpoint: str) -> dict[str, forms.Field]:
     """Each parameter's form field, in table order (for the OpenAPI description)."""
+    if endpoint == "totals":
+        return {name: TotalsForm.base_fields[name] for name in TOTALS_PARAMETERS}
     if endpoint == "list":
         filters, shape, order = LegFilterSet, ListShapeForm, LIST_PARAMETERS
     else:

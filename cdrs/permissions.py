@@ -1,4 +1,5 @@
-"""Who may call cdrs/list and cdrs/get: 402 (role) and 403 (rate plan), in that order."""
+"""Who may call cdrs/list, cdrs/get and cdrs/totals/list: 402 (role) and 403 (rate plan),
+in that order."""
 
 from __future__ import annotations
 
@@ -22,6 +23,17 @@ class RoleAllowsListOptions(RoleDenial):
         params = request_params(request._request)
         if is_integer_one(params.get("archive")) and not request.user.role.allows("archive"):
             return False
+        return params.get("customer") != "system" or request.user.customer.is_system_owner
+
+
+class RoleAllowsTotals(RoleDenial):
+    """cdrs/totals/list: the `cdrs` privilege (`callshop` is not enough); `customer=system`
+    only for the system owner's users."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if not request.user.role.allows("cdrs"):
+            return False
+        params = request_params(request._request)
         return params.get("customer") != "system" or request.user.customer.is_system_owner
 
 

@@ -15,7 +15,7 @@ from functools import partial
 from drf_spectacular.extensions import OpenApiViewExtension
 
 from cdrs.parameters import parameter_fields
-from cdrs.rows import ROW_FIELDS
+from cdrs.rows import ROW_FIELDS, TOTALS_FIELDS
 from enswitch.api.schema import (
     COMPONENTS,
     Doc,
@@ -72,11 +72,24 @@ LIST_DOCS: dict[str, Doc] = {
     "ctype": Doc(_TYPE.format("Called"), ""),
     "cmatch": Doc(_MATCH.format("cnumber"), "contains"),
     "cnumber": Doc(_NUMBER.format("Called", "cmatch"), ""),
+    "caller_number": Doc(
+        "Only legs whose `snumber` contains this, case-sensitively. Empty: any.", ""
+    ),
+    "called_number": Doc(
+        "Only legs whose `cnumber` contains this, case-sensitively. Empty: any.", ""
+    ),
     "dtype": Doc(_TYPE.format("Destination"), ""),
     "dmatch": Doc(_MATCH.format("dnumber"), "contains"),
     "dnumber": Doc(_NUMBER.format("Destination", "dmatch"), ""),
     "sort": Doc("The row field to order by (`name`: the caller name), then `uniqueid`.", "start"),
     "descending": Doc("1: sort descending (both keys).", "0"),
+}
+
+TOTALS_DOCS: dict[str, Doc] = {
+    "start": Doc("Unix time: only hours that begin at or after it.", "0"),
+    "end": Doc("Unix time: only hours that end at or before it. Default: now."),
+    "customer": LIST_DOCS["customer"],
+    "recurse": LIST_DOCS["recurse"],
 }
 
 GET_DOCS: dict[str, Doc] = {
@@ -98,6 +111,17 @@ COMPONENTS["Row"] = {
     "required": list(ROW_PROPERTIES),
     "additionalProperties": False,
 }
+COMPONENTS["TotalsRow"] = {
+    "type": "object",
+    "description": "One customer's call legs that started in one hour [start, end], by "
+    "direction (archived legs included).",
+    "properties": {name: json_schema_of(hint) for name, hint in TOTALS_FIELDS.items()},
+    "required": list(TOTALS_FIELDS),
+    "additionalProperties": False,
+}
+COMPONENTS["TotalsEnvelope"] = envelope_schema(
+    {"type": "array", "items": {"$ref": "#/components/schemas/TotalsRow"}}
+)
 COMPONENTS["ListEnvelope"] = envelope_schema({"type": "array", "items": ROW_REF})
 COMPONENTS["GetEnvelope"] = envelope_schema(ROW_REF)
 
@@ -121,6 +145,24 @@ GET = Endpoint(
     envelope={"$ref": "#/components/schemas/GetEnvelope"},
     errors=(400, 401, 402, 403, 404, 500),
 )
+
+
+TOTALS = Endpoint(
+    operation="cdrs_totals_list",
+    tag="cdrs",
+    summary="Call legs per customer and hour (cdrs/totals/list)",
+    fields=partial(parameter_fields, "totals"),
+    docs=TOTALS_DOCS,
+    envelope={"$ref": "#/components/schemas/TotalsEnvelope"},
+    errors=(400, 401, 402, 403, 500),
+)
+
+
+class CdrTotalsListViewSchema(OpenApiViewExtension):
+    target_class = "cdrs.views.CdrTotalsListView"
+
+    def view_replacement(self) -> type:
+        return described(self.target, TOTALS)
 
 
 class CdrListViewSchema(OpenApiViewExtension):

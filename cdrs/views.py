@@ -1,7 +1,8 @@
-"""`cdrs/list` and `cdrs/get`: parse -> authenticate -> authorise -> filter -> order -> rows.
+"""`cdrs/list`, `cdrs/get`, `cdrs/totals/list`: parse -> authenticate -> authorise -> filter ->
+order -> rows.
 
 Credentials and permissions are checked on the primary; the answer's reads (the user's
-customer tree, the legs, their costs) are served as a whole by one node that
+customer tree, the legs, their costs, the totals) are served as a whole by one node that
 `enswitch.replicas.serve_reads` chooses: a fresh replica, or the primary.
 """
 
@@ -14,19 +15,21 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpResponseBase, StreamingHttpResponse
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from cdrs import queries
-from cdrs.parameters import parse_get, parse_list
-from cdrs.permissions import RatePlanAllowsCdrs, RoleAllowsCdrs, RoleAllowsListOptions
-from cdrs.rows import COLUMNS, row_to_dict, stream_rows
+from cdrs.parameters import parse_get, parse_list, parse_totals
+from cdrs.permissions import (
+    RatePlanAllowsCdrs,
+    RoleAllowsCdrs,
+    RoleAllowsListOptions,
+    RoleAllowsTotals,
+)
+from cdrs.rows import COLUMNS, row_to_dict, stream_rows, stream_totals
 from cdrs.scope import as_the_reads_see_it
-from customers.models import User
-from enswitch.api.authentication import EnswitchAuthentication
 from enswitch.api.envelope import NotFound, entry, envelope
 from enswitch.api.params import Params, request_params
-from enswitch.api.renderers import AlwaysEnvelope, EnvelopeRenderer
 from enswitch.api.throttle import stream_slot
+from enswitch.api.views import EnswitchAPIView
 from enswitch.db import use_statement_timeout
 from enswitch.replicas import reads_alias, serve_reads
 
@@ -34,42 +37,32 @@ from enswitch.replicas import reads_alias, serve_reads
 STREAM_ABOVE = 5000
 
 
-class EnswitchView(APIView):
+class EnswitchView(EnswitchAPIView):
     """Parse and authenticate (EnswitchAuthentication: 401), authorise (the permission
     classes: 402, 403), then `respond()`: validate (400), filter, order, rows out."""
 
-    authentication_classes = [EnswitchAuthentication]
     permission_classes = [RoleAllowsCdrs, RatePlanAllowsCdrs]
-    renderer_classes = [EnvelopeRenderer]
-    parser_classes: list = []
-    content_negotiation_class = AlwaysEnvelope
-    throttle_classes: list = []
-    http_method_names = ["get", "post", "head"]
-
-    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
-        use_statement_timeout(settings.ENSWITCH_STATEMENT_TIMEOUT_MS)
-        super().initial(request, *args, **kwargs)
 
     def get(self, request: Any) -> HttpResponseBase:
         params = request_params(request._request)
+        user = request.user  # read with the credentials, on the primary
 
         def answer() -> HttpResponseBase:
             # Everything up to the first byte: a replica that fails here is replaced.
             use_statement_timeout(settings.ENSWITCH_STATEMENT_TIMEOUT_MS, using=reads_alias())
-            return self.respond(as_the_reads_see_it(request.user), params)
+            request.user = as_the_reads_see_it(user)
+            return self.respond(request, params)
 
         return serve_reads(answer)
 
     post = get
 
-    def respond(self, user: User, params: Params) -> HttpResponseBase:
-        raise NotImplementedError
-
 
 class CdrListView(EnswitchView):
     permission_classes = [RoleAllowsCdrs, RoleAllowsListOptions, RatePlanAllowsCdrs]
 
-    def respond(self, user: User, params: Params) -> HttpResponseBase:
+    def respond(self, request: Any, params: Params) -> HttpResponseBase:
+        user = request.user
         wanted = parse_list(params, user=user, now=int(time.time()))  # or a 400
         page = queries.list_page(wanted, COLUMNS)  # scope, filters, costs, order, page
         currency = user.customer.currency_id
@@ -81,13 +74,23 @@ class CdrListView(EnswitchView):
 
 
 class CdrGetView(EnswitchView):
-    def respond(self, user: User, params: Params) -> HttpResponseBase:
+    def respond(self, request: Any, params: Params) -> HttpResponseBase:
+        user = request.user
         wanted = parse_get(params, user=user)  # or a 400
         row = queries.get_row(wanted, COLUMNS, archive=user.role.allows("archive"))
         if row is None:
             raise NotFound()
         data = row_to_dict(row, user.customer.currency_id)
         return Response(envelope([entry(200)], data))
+
+
+class CdrTotalsListView(EnswitchView):
+    permission_classes = [RoleAllowsTotals, RatePlanAllowsCdrs]
+
+    def respond(self, request: Any, params: Params) -> HttpResponseBase:
+        wanted = parse_totals(params, user=request.user, now=int(time.time()))  # or a 400
+        rows = queries.totals_rows(wanted)  # scope, selection, hours, order
+        return streaming_response(stream_totals(rows))
 
 
 def streamed(rows: Any, currency: str, *, user_id: int) -> Iterator[bytes]:

@@ -204,6 +204,10 @@ class User(models.Model):
         return self.username
 
     def set_password(self, raw_password: str) -> None:
+        # The same password again keeps its stored hash: it is not a change (the
+        # authentication tokens issued under it stay valid).
+        if self.password and check_password(raw_password, self.password):
+            return
         self.password = make_password(raw_password)
 
     def check_password(self, raw_password: str) -> bool:

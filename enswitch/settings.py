@@ -295,6 +295,8 @@ SPECTACULAR_SETTINGS = {
 ENSWITCH_HTTP_STATUS = os.environ.get("ENSWITCH_HTTP_STATUS", "200")
 # Seconds a verified credential stays cached (as a keyed digest, never the password).
 ENSWITCH_AUTH_CACHE_SECONDS = envint("ENSWITCH_AUTH_CACHE_SECONDS", 60)
+# Seconds an authentication token (user/login token=1) stays valid; 0: never expires.
+ENSWITCH_AUTH_TOKEN_EXPIRY = envint("ENSWITCH_AUTH_TOKEN_EXPIRY", 86_400)
 # Brute-force protection (see enswitch/api/throttle.py); 0 turns a limit off, and
 # ENSWITCH_AUTH_THROTTLE=0 all of them (tests, benchmarks).
 ENSWITCH_AUTH_THROTTLE = envbool("ENSWITCH_AUTH_THROTTLE", True)

@@ -54,6 +54,8 @@ LIST_PARAMS: tuple[tuple[str, str], ...] = (
     ("ctype", "string"),
     ("cmatch", "match"),
     ("cnumber", "string"),
+    ("caller_number", "string"),
+    ("called_number", "string"),
     ("dtype", "string"),
     ("dmatch", "match"),
     ("dnumber", "string"),
@@ -257,6 +259,9 @@ def _keep(leg: Leg, v: dict[str, Any], now: int) -> bool:
             mode = v.get(f"{side}match", "contains")
             if not matches(mode, needle, getattr(leg, f"{side}number")):
                 return False
+    for name, column in (("caller_number", "snumber"), ("called_number", "cnumber")):
+        if name in v and v[name] not in getattr(leg, column):
+            return False
     needle = v.get("callername_number")
     if needle is not None:
         mode = v.get("callername_match", "contains")

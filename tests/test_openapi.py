@@ -91,6 +91,8 @@ LIST_PARAMS: dict[str, tuple[str, Any, str | None]] = {
     "ctype": (TEXT, None, ""),
     "cmatch": (WORDS, MATCH, "contains"),
     "cnumber": (TEXT, None, ""),
+    "caller_number": (TEXT, None, ""),
+    "called_number": (TEXT, None, ""),
     "dtype": (TEXT, None, ""),
     "dmatch": (WORDS, MATCH, "contains"),
     "dnumber": (TEXT, None, ""),
@@ -101,10 +103,28 @@ GET_PARAMS: dict[str, tuple[str, Any, str | None]] = {
     "uniqueid": (TEXT, None, None),
     "customer": (ID_OR_WORDS, [], None),
 }
-ENDPOINTS = {"list": (LIST, LIST_PARAMS), "get": (GET, GET_PARAMS)}
+TOTALS_PARAMS: dict[str, tuple[str, Any, str | None]] = {
+    "start": (INT, (0, INT64_MAX), "0"),
+    "end": (INT, (0, INT64_MAX), None),
+    "customer": (ID_OR_WORDS, CUSTOMER_WORDS, None),
+    "recurse": (FLAG, (0, 1), "0"),
+}
+LOGIN_PARAMS: dict[str, tuple[str, Any, str | None]] = {
+    "token": (INT, (-(2**63), INT64_MAX), "0"),
+}
+TOTALS = "/api/json/cdrs/totals/list/"
+LOGIN = "/api/json/user/login/"
+ENDPOINTS = {
+    "list": (LIST, LIST_PARAMS),
+    "get": (GET, GET_PARAMS),
+    "totals": (TOTALS, TOTALS_PARAMS),
+    "login": (LOGIN, LOGIN_PARAMS),
+}
 ERRORS = {
     "list": ["400", "401", "402", "403", "500"],
     "get": ["400", "401", "402", "403", "404", "500"],
+    "totals": ["400", "401", "402", "403", "500"],
+    "login": ["400", "401", "500"],
 }
 
 
@@ -208,12 +228,12 @@ def test_both_endpoints_both_spellings_both_methods(openapi):
             assert set(openapi["paths"][path]) == {"get", "post"}, path
             assert set(openapi["paths"][path]["post"]["requestBody"]["content"]) == set(MEDIA)
     ids = [op["operationId"] for ops in openapi["paths"].values() for op in ops.values()]
-    assert len(ids) == len(set(ids)) == 8
+    assert len(ids) == len(set(ids)) == 16
 
 
 def test_credentials_are_required_on_every_operation(openapi):
     schemes = openapi["components"]["securitySchemes"]
-    for name in ("auth_username", "auth_password"):
+    for name in ("auth_username", "auth_password", "auth_token"):
         assert schemes[name] == {
             "type": "apiKey",
             "in": "query",
@@ -222,10 +242,13 @@ def test_credentials_are_required_on_every_operation(openapi):
         }
     for ops in openapi["paths"].values():
         for op in ops.values():
-            assert op["security"] == [{"auth_username": [], "auth_password": []}]
+            assert op["security"] == [
+                {"auth_username": [], "auth_password": []},
+                {"auth_token": []},
+            ]
 
 
-@pytest.mark.parametrize("endpoint", ["list", "get"])
+@pytest.mark.parametrize("endpoint", ["list", "get", "totals", "login"])
 def test_every_contract_parameter_is_described(openapi, endpoint):
     _, contract = ENDPOINTS[endpoint]
     for label, params, is_json in every_place(openapi, endpoint):
@@ -295,6 +318,7 @@ def test_parameters_are_read_from_the_filtersets(openapi):
     # The schema names exactly the validated parameters (declared once, in cdrs/parameters.py).
     assert list(parameter_fields("list")) == list(LIST_PARAMS)
     assert list(parameter_fields("get")) == list(GET_PARAMS)
+    assert list(parameter_fields("totals")) == list(TOTALS_PARAMS)
     from cdrs import schema
 
     assert set(schema.LIST_DOCS) == set(parameter_fields("list"))
@@ -314,7 +338,11 @@ def _integer_texts() -> list[tuple[str, Any, list[str], list[str]]]:
     from enswitch.api import schema
 
     found = []
-    for endpoint, docs in (("list", cdrs_schema.LIST_DOCS), ("get", cdrs_schema.GET_DOCS)):
+    for endpoint, docs in (
+        ("list", cdrs_schema.LIST_DOCS),
+        ("get", cdrs_schema.GET_DOCS),
+        ("totals", cdrs_schema.TOTALS_DOCS),
+    ):
         fields = parameter_fields(endpoint)
         for param in schema.params_of(fields, docs):
             refs = [b["$ref"].rsplit("/", 1)[1] for b in branches(param.text) if "$ref" in b]
@@ -380,6 +408,17 @@ def test_answers_match_the_response_schemas(client, openapi, world, settings):
     types = {str: "string", int: "integer"}
     for key, kind in h.ROW_TYPES.items():
         assert row["properties"][key]["type"] == types.get(kind, "number"), key
+    totals = _validator(openapi, "TotalsEnvelope")
+    answer = h.call(client, TOTALS, **creds, customer="system", start=0, end=2_000_000_000)
+    assert len(h.assert_ok(answer)) == 5  # two customers in one hour, three in another
+    totals.validate(answer.body)
+    login = _validator(openapi, "LoginEnvelope")
+    for token in (0, 1):
+        answer = h.call(client, LOGIN, **creds, token=token)
+        h.assert_ok(answer)
+        login.validate(answer.body)
+    answer = h.call(client, LIST, auth_token=h.assert_ok(answer)["auth_token"])
+    envelope.validate(answer.body)
     error = _validator(openapi, "ErrorEnvelope")
     settings.ENSWITCH_HTTP_STATUS = "code"
     for params, status in (

@@ -9,6 +9,9 @@ flags and rate plan are read fresh from the database on every request.
 
 Every login that needs a password check is counted by the throttle before the check
 (enswitch/api/throttle.py); one that the cache answers only has to be unlocked.
+
+`auth_token` (enswitch/api/tokens.py), when present and not empty, alone decides who
+the caller is; a rejected token counts as a failed login of its address.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from django.db.models import Q
 from rest_framework.authentication import BaseAuthentication
 
 from customers.models import User
-from enswitch.api import throttle
+from enswitch.api import throttle, tokens
 from enswitch.api.envelope import AuthenticationInvalid
 from enswitch.api.params import request_params
 
@@ -80,9 +83,22 @@ def verify_credentials(
     return user
 
 
+def verify_token(token: str, attempt: throttle.LoginAttempt) -> User | None:
+    """The user a token names, or None (counted as a failure of the attempt's address)."""
+    attempt.check_not_locked()
+    user = tokens.user_for(token)
+    if user is None:
+        attempt.count()
+        attempt.failed()
+    return user
+
+
 class EnswitchAuthentication(BaseAuthentication):
     def authenticate(self, request: Any) -> tuple[User, None]:
         params = request_params(request._request)
+        # A JSON value that is not text is a malformed token, not an absent one.
+        if params.get("auth_token") or "auth_token" in params.invalid:
+            return self.authenticate_token(request, params.get("auth_token"))
         username, password = params.get("auth_username"), params.get("auth_password")
         attempt = throttle.LoginAttempt("api", username, throttle.client_address(request._request))
         try:
@@ -96,4 +112,14 @@ class EnswitchAuthentication(BaseAuthentication):
             attempt.failed()
             raise AuthenticationInvalid()
         attempt.succeeded()
+        return user, None
+
+    def authenticate_token(self, request: Any, token: str) -> tuple[User, None]:
+        attempt = throttle.LoginAttempt("api", "", throttle.client_address(request._request))
+        try:
+            user = verify_token(token, attempt)
+        except throttle.LoginThrottled:
+            raise throttle.AuthThrottled() from None
+        if user is None:
+            raise AuthenticationInvalid()
         return user, None

@@ -2,7 +2,7 @@
 
 `ScrubSecretsFilter` is installed on the handlers of Django's logging (settings.LOGGING)
 and, through `GunicornLogger`, on gunicorn's error and access logs. It replaces the
-value of every parameter the API would read as `auth_password` (in any spelling it
+value of every parameter the API would read as `auth_password` or `auth_token` (in any spelling it
 accepts: `auth%5Fpassword=`, `auth_p%61ssword=`...) with `***`, in the message and in
 the traceback, and escapes control characters in the message, so a value sent by a
 client cannot forge a log line.
@@ -17,7 +17,8 @@ from urllib.parse import unquote_to_bytes
 
 from gunicorn.glogging import Logger
 
-SECRET_NAMES = {"auth_password"}
+# A token is a credential too: whoever holds it is the user until it expires.
+SECRET_NAMES = {"auth_password", "auth_token"}
 
 # name=value as the API splits a query string or form body: the value runs to the next
 # `;` or `&` (or the end of the request target, at white space); the name back to the

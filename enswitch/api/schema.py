@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiViewExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
@@ -350,6 +350,11 @@ class EnswitchAutoSchema(AutoSchema):
             "application/json": body("json"),
         }
 
+    def get_auth(self) -> list[dict[str, list]]:
+        super().get_auth()  # registers the schemes
+        # Either the username and password together, or a token.
+        return [{name: [] for name in CREDENTIALS}, {TOKEN: []}]
+
     def get_response_serializers(self) -> Any:
         ok = self.endpoint.envelope
         responses = {200: OpenApiResponse(ok, description=f"OK. {STATUS_NOTE}")}
@@ -365,20 +370,78 @@ def described(view: type, endpoint: Endpoint) -> type:
     return type(view.__name__, (view,), {"schema": EnswitchAutoSchema(endpoint)})
 
 
+CREDENTIALS = ("auth_username", "auth_password")
+TOKEN = "auth_token"  # noqa: S105 - a parameter name
+_CREDENTIAL_TEXT = {
+    "auth_username": "The user's username: any length or content.",
+    "auth_password": "The user's password: any length or content.",
+    TOKEN: "An authentication token from user/login (token=1), instead of the username "
+    "and password: when present and not empty, it alone decides who the caller is.",
+}
+
+
 class EnswitchAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "enswitch.api.authentication.EnswitchAuthentication"
-    name = ["auth_username", "auth_password"]
+    name = [*CREDENTIALS, TOKEN]
 
     def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:
         return [
-            {
-                "type": "apiKey",
-                "in": "query",
-                "name": name,
-                "description": f"The user's {what}: required, any length or content.",
-            }
-            for name, what in (("auth_username", "username"), ("auth_password", "password"))
+            {"type": "apiKey", "in": "query", "name": name, "description": _CREDENTIAL_TEXT[name]}
+            for name in self.name
         ]
+
+
+# --- user/login ----------------------------------------------------------------------------
+
+
+def _login_fields() -> dict[str, Any]:
+    from enswitch.api.views import LOGIN_PARAMETERS, LoginForm
+
+    return {name: LoginForm.base_fields[name] for name in LOGIN_PARAMETERS}
+
+
+COMPONENTS["Login"] = {
+    "type": "object",
+    "description": "Who the credentials belong to; with token=1, an authentication token.",
+    "properties": {
+        "username": {"type": "string"},
+        "customer": {"type": "integer"},
+        "role": {"type": "integer"},
+        "auth_token": {
+            "type": "string",
+            "maxLength": 1024,
+            "pattern": "^[A-Za-z0-9._~-]+$",
+            "description": "Only with token=1. Send it as `auth_token` on any call.",
+        },
+        "auth_token_expiry": {
+            "type": "integer",
+            "description": "Only with token=1: seconds until the token expires; 0: never.",
+        },
+        "auth_token_expires": {
+            "type": "integer",
+            "description": "Only with token=1 when tokens expire: the Unix time it expires.",
+        },
+    },
+    "required": ["username", "customer", "role"],
+    "additionalProperties": False,
+}
+COMPONENTS["LoginEnvelope"] = envelope_schema({"$ref": "#/components/schemas/Login"})
+LOGIN = Endpoint(
+    operation="user_login",
+    tag="user",
+    summary="Check credentials, optionally get an authentication token (user/login)",
+    fields=_login_fields,
+    docs={"token": Doc("1: also issue an authentication token; any other integer: don't.", "0")},
+    envelope={"$ref": "#/components/schemas/LoginEnvelope"},
+    errors=(400, 401, 500),
+)
+
+
+class UserLoginViewSchema(OpenApiViewExtension):
+    target_class = "enswitch.api.views.UserLoginView"
+
+    def view_replacement(self) -> type:
+        return described(self.target, LOGIN)
 
 
 # --- after generation -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 from psycopg import sql
 
+from cdrs import totals
 from cdrs.archive import Tables
 from cdrs.dataset.importer.errors import repeated_uniqueid
 from cdrs.dataset.importer.legs import Batch
@@ -193,6 +194,9 @@ class PgBulkWriter(PgWriter):
         cur.execute("SET LOCAL maintenance_work_mem = '1GB'")
         for ddl in self.ddl:
             cur.execute(ddl.create)
+        # The store was empty: the call totals are those of this import's legs.
+        for statement in totals.rebuild_sql():
+            cur.execute(statement)
         self._analyze()
         return []
 

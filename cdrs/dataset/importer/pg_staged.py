@@ -6,6 +6,7 @@ from typing import Any
 
 from psycopg import sql
 
+from cdrs import totals
 from cdrs.archive import ARCHIVE, LIVE
 from cdrs.dataset.importer.errors import repeated_uniqueid
 from cdrs.dataset.importer.legs import COST_COLUMNS, LEG_COLUMNS, LEG_FIELDS, Batch
@@ -114,6 +115,7 @@ class PgStagedWriter(PgWriter):
         for side in SIDES:
             if any(side_of(flags[k]) == side for k, *_ in batch.costs):
                 cur.execute(self.insert_costs[side])
+        cur.execute(totals.legs_sql(_STAGED_LEG.as_string(self.raw)))
         self.counts.add(batch)
         return []
 
@@ -193,6 +195,11 @@ class PgStagedWriter(PgWriter):
             new.append(same if same is not None else other)
         if problems:
             return problems
+        for side in SIDES:  # the call totals: the legs replaced count no more
+            if self.written[side]:
+                table = side.leg._meta.db_table
+                where = "l.id = ANY(%s::bigint[])"
+                cur.execute(totals.legs_sql(table, where, sign=-1), (new, new))
         for side in SIDES:
             if drop_costs[side]:
                 cur.execute(

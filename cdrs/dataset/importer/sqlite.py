@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdrs import totals
 from cdrs.archive import Tables
 from cdrs.dataset.importer.errors import repeated_uniqueid
 from cdrs.dataset.importer.legs import COST_COLUMNS, LEG_COLUMNS, Batch
@@ -11,7 +12,9 @@ from cdrs.dataset.importer.writing import (
     SIDES,
     Counts,
     StoredLegsNamed,
+    batch_totals,
     by_side,
+    forget_totals_sql,
     other_side,
     side_of,
 )
@@ -101,6 +104,7 @@ class SqliteWriter:
         legs = by_side()
         drop_costs = by_side()
         drop_legs = by_side()
+        replaced = by_side()  # stored legs the batch names, by the side they are on now
         for k, row in enumerate(batch.rows):
             side = side_of(batch.archived[k])
             other_table = other_side(side)
@@ -112,10 +116,12 @@ class SqliteWriter:
                 problems.append(repeated_uniqueid(batch, k))
                 continue
             if other is not None:  # changes sides: leaves the other table, keeps its id
+                replaced[other_table].append(other)
                 drop_costs[other_table].append((other,))
                 drop_legs[other_table].append((other,))
             if same is not None:
                 leg_id = same
+                replaced[side].append(same)
                 drop_costs[side].append((same,))
             elif other is not None:
                 leg_id = other
@@ -127,6 +133,11 @@ class SqliteWriter:
         if problems:
             return problems
         cur = self.raw.cursor()
+        for side in SIDES:  # the call totals: out with the legs replaced, in with the batch
+            for i in range(0, len(replaced[side]), 400):
+                chunk = replaced[side][i : i + 400]
+                cur.execute(forget_totals_sql(side, len(chunk), "?"), chunk * 2)
+        totals.apply(batch_totals(batch), cur, mark="?")
         for side in SIDES:
             cur.executemany(self.delete_costs[side], drop_costs[side])
             cur.executemany(self.delete_legs[side], drop_legs[side])

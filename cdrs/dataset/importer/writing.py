@@ -7,8 +7,9 @@ from typing import Any
 
 from django.db import DatabaseError
 
+from cdrs import totals
 from cdrs.archive import ARCHIVE, LIVE, Tables
-from cdrs.dataset.importer.legs import Batch
+from cdrs.dataset.importer.legs import LEG_FIELDS, Batch
 
 # A leg's side: the live tables or the archive (its "archived" flag).
 SIDES = (LIVE, ARCHIVE)
@@ -51,6 +52,21 @@ class StoredLegsNamed:
             return False
         self.bits[byte] |= bit
         return True
+
+
+_TOTALS_FIELDS = [LEG_FIELDS.index(f) for f in ("scustomer", "dcustomer", "start", "direction")]
+
+
+def batch_totals(batch: Batch) -> totals.Deltas:
+    """What a batch's legs add to the call totals (cdrs/totals.py)."""
+    s, d, start, direction = _TOTALS_FIELDS
+    return totals.deltas_of((row[s], row[d], row[start], row[direction]) for row in batch.rows)
+
+
+def forget_totals_sql(side: Tables, n: int, mark: str) -> str:
+    """The statement that takes `n` stored legs (by id) of one side out of the totals."""
+    table = side.leg._meta.db_table
+    return totals.legs_sql(table, f"l.id IN ({', '.join([mark] * n)})", sign=-1)
 
 
 class Counts:
