@@ -96,6 +96,8 @@ LIST_MODEL: dict[str, tuple] = {
     "ctype": TEXT,
     "cmatch": ("words", MATCH),
     "cnumber": TEXT,
+    "caller_number": TEXT,
+    "called_number": TEXT,
     "dtype": TEXT,
     "dmatch": ("words", MATCH),
     "dnumber": TEXT,
