@@ -97,13 +97,18 @@ def is_distributed(using: str = "default") -> bool:
     raw = connection.connection
     if raw not in _distributed:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL "
-                "AND EXISTS (SELECT 1 FROM pg_dist_partition "
-                "WHERE logicalrelid = to_regclass(%s) AND partmethod = 'h')",
-                [_table("cdrs.Leg")],
-            )
-            _distributed[raw] = cursor.fetchone()[0]
+            # Two statements: without Citus the catalog table does not exist, and a
+            # statement naming it would fail before it runs.
+            cursor.execute("SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL")
+            distributed = cursor.fetchone()[0]
+            if distributed:
+                cursor.execute(
+                    "SELECT EXISTS (SELECT 1 FROM pg_dist_partition "
+                    "WHERE logicalrelid = to_regclass(%s) AND partmethod = 'h')",
+                    [_table("cdrs.Leg")],
+                )
+                distributed = cursor.fetchone()[0]
+            _distributed[raw] = distributed
     return _distributed[raw]
 
 
