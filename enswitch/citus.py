@@ -114,6 +114,9 @@ def is_distributed(using: str = "default") -> bool:
 
 def _kinds(cursor: Any) -> dict[str, str]:
     """Each Citus table: 'distributed', 'reference' or 'local' (in the metadata only)."""
+    cursor.execute("SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL")
+    if not cursor.fetchone()[0]:
+        return {}
     cursor.execute(
         "SELECT logicalrelid::regclass::text, CASE WHEN partmethod = 'h' THEN 'distributed' "
         "WHEN repmodel = 't' THEN 'reference' ELSE 'local' END FROM pg_dist_partition"
