@@ -100,23 +100,26 @@ def is_distributed(using: str = "default") -> bool:
     raw = connection.connection
     if raw not in _distributed:
         with connection.cursor() as cursor:
-            # Two statements: without the extension, a statement that names
-            # pg_dist_partition fails when it is parsed, whatever guards it.
+            # Two statements: without Citus the catalog table does not exist, and a
+            # statement naming it would fail before it runs.
             cursor.execute("SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL")
-            found = cursor.fetchone()[0]
-            if found:
+            distributed = cursor.fetchone()[0]
+            if distributed:
                 cursor.execute(
                     "SELECT EXISTS (SELECT 1 FROM pg_dist_partition "
                     "WHERE logicalrelid = to_regclass(%s) AND partmethod = 'h')",
                     [_table("cdrs.Leg")],
                 )
-                found = cursor.fetchone()[0]
-            _distributed[raw] = found
+                distributed = cursor.fetchone()[0]
+            _distributed[raw] = distributed
     return _distributed[raw]
 
 
 def _kinds(cursor: Any) -> dict[str, str]:
     """Each Citus table: 'distributed', 'reference' or 'local' (in the metadata only)."""
+    cursor.execute("SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL")
+    if not cursor.fetchone()[0]:
+        return {}
     cursor.execute(
         "SELECT logicalrelid::regclass::text, CASE WHEN partmethod = 'h' THEN 'distributed' "
         "WHEN repmodel = 't' THEN 'reference' ELSE 'local' END FROM pg_dist_partition"

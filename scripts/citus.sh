@@ -31,6 +31,8 @@ citus_start() {
   shift 2
   local dbs=("$@") ports=() port n db
   [ ${#dbs[@]} -gt 0 ] || dbs=(enswitch)
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres "$dir"
   local opts="-c shared_preload_libraries=citus -c citus.shard_count=${CITUS_SHARD_COUNT:-4}"
   opts="$opts -c max_connections=200 -c citus.recover_2pc_interval=1s"
   for n in $(seq 0 "$workers"); do
