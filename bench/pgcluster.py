@@ -39,6 +39,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PsqlError(subprocess.CalledProcessError):
+    """A failed psql, with what it said."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr or ''}"
+
+
 def _as_postgres(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     if os.geteuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--", *cmd]
@@ -46,10 +53,13 @@ def _as_postgres(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 class Cluster:
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, settings: dict[str, str] | None = None
+    ) -> None:
         self.dir = directory
         self.data = directory / "data"
         self.port = port or free_port()
+        self.settings = SERVER_SETTINGS if settings is None else settings
 
     @property
     def url(self) -> str:
@@ -69,7 +79,7 @@ class Cluster:
                  "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"],
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
-        opts = " ".join(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())
+        opts = " ".join(f"-c {k}={v}" for k, v in self.settings.items())
         _as_postgres(
             [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"),
              "-w", "-t", "120", "-o", f"-p {self.port} -k {self.dir} {opts}", "start"],
@@ -87,9 +97,18 @@ class Cluster:
         result = subprocess.run(
             ["psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", str(self.port),
              "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-c", sql],
-            check=True, capture_output=capture, text=True,
+            capture_output=capture, text=True,
         )  # fmt: skip
+        if result.returncode:
+            raise PsqlError(result.returncode, result.args, result.stdout, result.stderr)
         return result.stdout if capture else ""
+
+    def create_database(self, name: str) -> None:
+        self.psql("postgres", f"DROP DATABASE IF EXISTS {name}")
+        self.psql("postgres", f"CREATE DATABASE {name}")
+
+    def vacuum_analyze(self, name: str) -> None:
+        self.psql(name, "VACUUM ANALYZE")
 
     def database_exists(self, name: str) -> bool:
         out = self.psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{name}'")

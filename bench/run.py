@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py                    # 10,000,000 legs (and 1,000,000 for scaling)
     .venv/bin/python bench/run.py --legs 2000000 --no-scaling
     .venv/bin/python bench/run.py --reuse            # keep databases built by an earlier run
+    .venv/bin/python bench/run.py --reuse --cluster  # the same, side by side on Citus
 
 See bench/README.md. Results go to bench/results.md.
 """
@@ -28,10 +29,13 @@ from urllib.parse import urlencode
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "bench" / "work"
+# BENCH_WORK: another directory for the clusters and files (a second benchmark at once);
+# put it under bench/work/ (ignored by git).
+WORK = Path(os.environ.get("BENCH_WORK") or ROOT / "bench" / "work")
 PYTHON = sys.executable
 sys.path.insert(0, str(ROOT))
 
+from bench.citus import CitusCluster  # noqa: E402
 from bench.pgcluster import Cluster, free_port  # noqa: E402
 
 BENCH_PASSWORD = "bench-password"  # noqa: S105 - a throwaway benchmark credential
@@ -43,7 +47,9 @@ def manage(*args: str, db_url: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([PYTHON, str(ROOT / "manage.py"), *args], env=env, check=True, **kw)
 
 
-def build_database(cluster: Cluster, db: str, legs: int, customers: int) -> dict:
+def build_database(
+    cluster: Cluster | CitusCluster, db: str, legs: int, customers: int, load_mode: str = "import"
+) -> dict:
     data = WORK / "data"
     data.mkdir(parents=True, exist_ok=True)
     main_file, cdr_file = data / f"dataset-{legs}.json", data / f"dataset-{legs}.jsonl"
@@ -57,10 +63,20 @@ def build_database(cluster: Cluster, db: str, legs: int, customers: int) -> dict
             "--cdrs-out", str(cdr_file), db_url=cluster.url,
         )  # fmt: skip
         stats["generate_s"] = time.perf_counter() - started
-    cluster.psql("postgres", f"DROP DATABASE IF EXISTS {db}")
-    cluster.psql("postgres", f"CREATE DATABASE {db}")
+    citus = isinstance(cluster, CitusCluster)
+    # --cluster-load convert: the store is loaded on the coordinator alone, then converted
+    # (`migrate` once the workers are registered: Citus moves the rows to them).
+    convert = citus and load_mode == "convert"
+    if citus:
+        cluster.create_database(db, register=not convert)
+    else:
+        cluster.create_database(db)
     url = cluster.db_url(db)
+    if not citus:
+        plain_postgres_standin(cluster, db)
     manage("migrate", "--verbosity", "0", db_url=url)
+    if citus and not convert:
+        cluster.check_layout(db)
     # The customers, users (whose passwords take most of a second each to hash) and the
     # rest first; then the legs, which are what the legs/s figure is about.
     manage("import_dataset", str(main_file), db_url=url)
@@ -68,12 +84,38 @@ def build_database(cluster: Cluster, db: str, legs: int, customers: int) -> dict
     manage("import_dataset", "--cdrs", str(cdr_file), db_url=url)
     stats["import_s"] = time.perf_counter() - started
     stats["import_legs_per_s"] = legs / stats["import_s"]
+    if convert:
+        stats["import_on"] = "the coordinator alone, before conversion"
+        cluster.register_workers(db)
+        started = time.perf_counter()
+        manage("migrate", "--verbosity", "0", db_url=url)
+        stats["convert_s"] = time.perf_counter() - started
+        cluster.check_layout(db)
     started = time.perf_counter()
-    cluster.psql(db, "VACUUM ANALYZE")
+    cluster.vacuum_analyze(db)
     stats["vacuum_s"] = time.perf_counter() - started
     # Kept so that a later --reuse run still reports how the database was loaded.
-    (WORK / f"load-{db}.json").write_text(json.dumps(stats))
+    (WORK / f"load-{_store_name(cluster)}{db}.json").write_text(json.dumps(stats))
     return stats
+
+
+def plain_postgres_standin(cluster: Cluster, db: str) -> None:
+    """An empty stand-in for Citus's pg_dist_partition on plain PostgreSQL.
+
+    enswitch.citus.is_distributed names that table in a query that PostgreSQL must parse
+    whole, so on a server without Citus it fails (an import, cmatch=contains). With an
+    empty table of that name the query answers "not distributed", as it should. To be
+    removed once the product's check no longer needs it.
+    """
+    cluster.psql(db, "CREATE TABLE IF NOT EXISTS public.pg_dist_partition"
+                     " (logicalrelid regclass, partmethod char)")  # fmt: skip
+
+
+def _store_name(cluster: Cluster | CitusCluster) -> str:
+    """A prefix for files about one store: none for the single node."""
+    if isinstance(cluster, CitusCluster):
+        return f"{cluster.dir.name}-"
+    return ""
 
 
 # --------------------------------------------------------------------------- django
@@ -141,9 +183,11 @@ def prepare_scenario(export_rows: int) -> Scenario:
     )
     owner = Customer.objects.system_owner()
     names = {}
-    for name, cust_id in (("bench_customer", customer_id), ("bench_reseller", reseller.id),
-                          ("bench_owner", owner.id)):  # fmt: skip
-        user = User.objects.filter(username=name).first() or User(username=name)
+    for k, (name, cust_id) in enumerate((("bench_customer", customer_id),
+                                         ("bench_reseller", reseller.id),
+                                         ("bench_owner", owner.id))):  # fmt: skip
+        # Ids of their own, like the role's: nothing of the dataset's can hold them.
+        user = User.objects.filter(username=name).first() or User(id=990001 + k, username=name)
         user.customer_id, user.role, user.enabled = cust_id, role, True
         user.set_password(BENCH_PASSWORD)
         user.save()
@@ -288,6 +332,9 @@ class Server:
             self.proc.terminate()
             self.proc.wait(30)
 
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+
     def worker_peak_rss_mb(self) -> float:
         peaks = []
         for pid in _children(self.proc.pid):
@@ -402,7 +449,9 @@ def psql_reference(cluster: Cluster, db: str, copy_sql: str, runs: int) -> dict[
     return {"p50": statistics.median(times)}
 
 
-def explain(cluster: Cluster, db: str, sql: str) -> str:
+def explain(cluster: Cluster | CitusCluster, db: str, sql: str) -> str:
+    if isinstance(cluster, CitusCluster):
+        return cluster.psql(db, f"EXPLAIN (ANALYZE, VERBOSE, COSTS OFF) {sql}")
     return cluster.psql(db, f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}")
 
 
@@ -432,16 +481,19 @@ def met(qid: str, r: dict) -> bool:
     return r["p50"] <= limit
 
 
-def run_scale(cluster: Cluster, legs: int, args: argparse.Namespace, only: list[str]) -> dict:
+def run_scale(
+    cluster: Cluster | CitusCluster, legs: int, args: argparse.Namespace, only: list[str]
+) -> dict:
     db = f"bench_{legs}"
     load = {}
+    store = _store_name(cluster)
     if not (args.reuse and cluster.database_exists(db)):
-        print(f"[{legs:,} legs] building database {db}", flush=True)
-        load = build_database(cluster, db, legs, args.customers)
-        print(f"[{legs:,} legs] load: {json.dumps(load)}", flush=True)
+        print(f"[{store}{legs:,} legs] building database {db}", flush=True)
+        load = build_database(cluster, db, legs, args.customers, args.cluster_load)
+        print(f"[{store}{legs:,} legs] load: {json.dumps(load)}", flush=True)
     else:
         manage("migrate", "--verbosity", "0", db_url=cluster.db_url(db))
-        saved = WORK / f"load-{db}.json"
+        saved = WORK / f"load-{store}{db}.json"
         load = json.loads(saved.read_text()) if saved.exists() else {}
     if args.load_only:
         return {"legs": legs, "load": load, "results": {}, "plans": {}}
@@ -474,15 +526,21 @@ def run_scale(cluster: Cluster, legs: int, args: argparse.Namespace, only: list[
                 r["psql_p50"] = ref["p50"]
                 r["ratio"] = r["p50"] / ref["p50"]
             r["met"] = met(qid, r)
+            # The machine's load when it was measured (others may be using it).
+            r["loadavg"] = os.getloadavg()[0]
             results[qid] = r
-            print(f"[{legs:,} legs] {qid}: {json.dumps(r)}", flush=True)
+            print(f"[{store}{legs:,} legs] {qid}: {json.dumps(r)}", flush=True)
         if "Q7" in only:
             r = measure_concurrency(port, qset["Q1"], 8, args.concurrency_seconds)
             r["met"] = met("Q7", r)
             results["Q7"] = r
-            print(f"[{legs:,} legs] Q7: {json.dumps(r)}", flush=True)
-    return {"legs": legs, "load": load, "scenario": scenario.__dict__, "results": results,
-            "plans": plans}  # fmt: skip
+            print(f"[{store}{legs:,} legs] Q7: {json.dumps(r)}", flush=True)
+    out = {"legs": legs, "load": load, "scenario": scenario.__dict__, "results": results,
+           "plans": plans}  # fmt: skip
+    if isinstance(cluster, CitusCluster):
+        out["workers"] = len(cluster.workers)
+        out["layout"] = cluster.layout(db)
+    return out
 
 
 def machine() -> dict[str, str]:
@@ -583,8 +641,30 @@ def main() -> None:
         "--load-only", action="store_true", help="build the database, measure nothing"
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.md"))
+    parser.add_argument(
+        "--cluster", action="store_true",
+        help="also on a Citus coordinator and workers, side by side (bench/cluster-results.md)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cluster-workers", default="2",
+        help="workers of the Citus cluster; several (1,2,4) for one cluster each",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shard-count", type=int, default=32, help="citus.shard_count (Citus's default: 32)"
+    )
+    parser.add_argument(
+        "--cluster-load", choices=("import", "convert"), default="import",
+        help="import: import_dataset into the cluster; convert: into the coordinator alone,"
+        " then distributed by migrate (as an existing store is converted)",
+    )  # fmt: skip
+    parser.add_argument("--cluster-out", default=str(ROOT / "bench" / "cluster-results.md"))
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.cluster:
+        from bench.citus_report import run_cluster_mode
+
+        run_cluster_mode(args, sys.argv[1:])
+        return
     cluster = Cluster(WORK / "pg")
     cluster.start()
     try:
