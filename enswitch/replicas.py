@@ -125,6 +125,8 @@ class Replicas:
                 continue
             if now - node.checked_at >= self.check_interval:
                 self.check(node.alias)
+                if self.clock() < node.down_until:
+                    continue  # the check found it down
             if self.clock() - node.fresh_as_of <= settings.DATABASE_REPLICA_MAX_LAG:
                 usable.append(node.alias)
         return usable

@@ -118,6 +118,14 @@ def test_an_unreachable_replica_is_left_alone_then_used_again(world):
     assert node.candidates() == ["replica1"]
 
 
+def test_a_fresh_replica_found_down_by_its_check_is_not_offered(world):
+    node = Replicas(["replica1"], clock=world.clock)
+    assert node.candidates() == ["replica1"]
+    world.down.add("replica1")
+    world.now += 1.0  # the next check: fresh a second ago, but down now
+    assert node.candidates() == []
+
+
 def test_several_replicas_share_the_reads(world):
     node = Replicas(["replica1", "replica2"], clock=world.clock)
     firsts = [node.candidates()[0] for _ in range(400)]
