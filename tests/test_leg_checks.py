@@ -64,7 +64,12 @@ def spoiled(changes: list[tuple]) -> Any:
             leg[change[1]] = change[2]
         elif change[0] == "drop":
             leg.pop(change[1], None)
-        elif isinstance(leg.get("costs"), list) and len(leg["costs"]) > change[0]:
+        elif (
+            isinstance(leg.get("costs"), list)
+            and len(leg["costs"]) > change[0]
+            and isinstance(leg["costs"][change[0]], dict)
+        ):
+            # A cost spoilt into a non-object by an earlier change stays spoilt.
             leg["costs"][change[0]][change[1]] = change[2]
     return leg
 
