@@ -16,6 +16,7 @@ from django.utils.safestring import SafeString
 
 from cdrs.models import Leg
 from customers.models import PATH_SEP, Customer
+from enswitch import citus
 from enswitch.admin_tools.call_view import money
 from enswitch.admin_tools.leg_filters import CustomerFilter, readable_utc
 from enswitch.db import use_statement_timeout
@@ -163,7 +164,9 @@ def _totals(legs: Any, customer: Customer, first: int, last: int) -> tuple[int, 
 def planned_rows(queryset: Any) -> float:
     """The planner's estimate of a queryset's rows (PostgreSQL; 0 elsewhere): read from
     EXPLAIN, which runs nothing."""
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or citus.is_distributed(connection.alias):
+        # A Citus coordinator's plan holds no estimate of the shards' rows (a fixed
+        # placeholder): there the time budget alone decides.
         return 0
     sql, params = queryset.values("pk").query.sql_with_params()
     with connection.cursor() as cur:
