@@ -34,7 +34,6 @@ from bench.run import (
     measure_export,
     measure_latency,
     percentiles,
-    plain_postgres_standin,
     prepare_scenario,
     psql_reference,
     queries,
@@ -60,8 +59,6 @@ def _prepare(store: Cluster | CitusCluster, args: argparse.Namespace, only: list
         print(f"[{name}{legs:,}] building {db}", flush=True)
         load = build_database(store, db, legs, args.customers, args.cluster_load)
     else:
-        if not isinstance(store, CitusCluster):
-            plain_postgres_standin(store, db)
         manage("migrate", "--verbosity", "0", db_url=store.db_url(db))
         load = json.loads(saved.read_text())
     print(f"[{name}{legs:,}] load: {json.dumps(load)}", flush=True)

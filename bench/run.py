@@ -72,8 +72,6 @@ def build_database(
     else:
         cluster.create_database(db)
     url = cluster.db_url(db)
-    if not citus:
-        plain_postgres_standin(cluster, db)
     manage("migrate", "--verbosity", "0", db_url=url)
     if citus and not convert:
         cluster.check_layout(db)
@@ -97,18 +95,6 @@ def build_database(
     # Kept so that a later --reuse run still reports how the database was loaded.
     (WORK / f"load-{_store_name(cluster)}{db}.json").write_text(json.dumps(stats))
     return stats
-
-
-def plain_postgres_standin(cluster: Cluster, db: str) -> None:
-    """An empty stand-in for Citus's pg_dist_partition on plain PostgreSQL.
-
-    enswitch.citus.is_distributed names that table in a query that PostgreSQL must parse
-    whole, so on a server without Citus it fails (an import, cmatch=contains). With an
-    empty table of that name the query answers "not distributed", as it should. To be
-    removed once the product's check no longer needs it.
-    """
-    cluster.psql(db, "CREATE TABLE IF NOT EXISTS public.pg_dist_partition"
-                     " (logicalrelid regclass, partmethod char)")  # fmt: skip
 
 
 def _store_name(cluster: Cluster | CitusCluster) -> str:
