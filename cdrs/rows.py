@@ -156,8 +156,8 @@ def stream_totals(qs: QuerySet) -> Iterator[bytes]:
     """cdrs/totals/list's envelope, its rows (customer, hour, inbound, outbound,
     internal) a chunk at a time, as stream_rows does."""
     chunk = settings.ENSWITCH_STREAM_CHUNK
-    with transaction.atomic():
-        use_statement_timeout(settings.ENSWITCH_EXPORT_TIMEOUT_MS, local=True)
+    with transaction.atomic(using=qs.db):  # on the node the rows are read from
+        use_statement_timeout(settings.ENSWITCH_EXPORT_TIMEOUT_MS, local=True, using=qs.db)
         rows = qs.iterator(chunk_size=chunk)
         batch = list(islice(rows, chunk))
         yield OK_HEAD

@@ -324,6 +324,7 @@ def on_standby(test):
 
 STANDBY = "replica1"
 DAY = 1_700_000_000
+TOTALS = "/api/json/cdrs/totals/list/"
 
 
 @pytest.fixture
@@ -374,6 +375,25 @@ def test_the_legs_and_the_customer_tree_are_read_on_the_standby(client, calls):
     # Credentials on the primary only.
     assert "customers_user" in on_primary_sql
     assert "customers_user" not in on_standby_sql
+
+
+@on_standby
+def test_the_totals_are_read_on_the_standby_inside_its_own_time_limit(client, calls):
+    with CaptureQueriesContext(connections[STANDBY]) as standby:
+        with CaptureQueriesContext(connections["default"]) as primary:
+            answer = h.call(client, TOTALS, **calls.reseller.creds, customer="all", recurse=1,
+                            start=0, end=DAY + 3599 * 2)  # fmt: skip
+    rows = h.assert_ok(answer)
+    assert sum(r["inbound"] + r["outbound"] + r["internal"] for r in rows) >= 30
+    assert "cdrs_calltotals" in " ".join(q["sql"] for q in standby.captured_queries)
+    assert "cdrs_calltotals" not in " ".join(q["sql"] for q in primary.captured_queries)
+
+    # The export's time limit is set in the transaction the rows are read in.
+    def export_limits(queries: list[dict]) -> list[str]:
+        return [q["sql"] for q in queries if "statement_timeout" in q["sql"] and "true" in q["sql"]]
+
+    assert export_limits(standby.captured_queries)
+    assert not export_limits(primary.captured_queries)
 
 
 @on_standby
