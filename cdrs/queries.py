@@ -30,6 +30,10 @@ from enswitch.fields import INT64_MAX
 
 # From this offset on, a page is found by its legs' ids first.
 DEEP_OFFSET = 1000
+# On Citus, the ids of a page found by ids are fetched first, then its rows by the list
+# of them, for pages of at most this many rows (a list held in memory; longer pages and
+# limit=0 keep the one statement, which streams).
+IDS_FIRST_AT_MOST = 5000
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,9 @@ def _both_tables(request: ListRequest, selection: Any, columns: tuple[str, ...])
     archived = _sorted_rows(request, ArchivedLeg, selection, columns, union=union)
     both = _ordered(request, live.union(archived, all=True))
     if union:
+        rows = both._iterable_class
         both.query = both.query.chain(klass=UnionInFrom)
+        both._iterable_class = rows  # tuples still: the setter above assumes values()
     return both
 
 
@@ -250,9 +256,16 @@ def _page_by_ids(request: ListRequest, selection: Any, columns: tuple[str, ...])
     if shape.sort == "cost":
         legs = with_costs(legs, viewer=scope.customer, source=source)
     ids = _ordered(request, legs.annotate(sort_key=_sort_expression(shape.sort))).values("pk")
+    chosen: Any = _slice(ids, shape.offset, shape.limit)
+    if 0 < shape.limit <= IDS_FIRST_AT_MOST and citus.is_distributed(chosen.db):
+        # Citus would run the ids' subquery as a step of its own anyway and send its
+        # result to every shard; a list of ids goes only to the shards that hold them,
+        # where each id is an index lookup.
+        with custom_plans(using=chosen.db):
+            chosen = [row["pk"] for row in chosen]
     # The ids were chosen under the user's scope and every filter: the rows need
     # nothing more than the ids.
-    page = Leg.objects.filter(pk__in=_slice(ids, shape.offset, shape.limit))
+    page = Leg.objects.filter(pk__in=chosen)
     rows = _with_columns(page, Leg, scope, source)
     rows = rows.annotate(sort_key=_sort_expression(shape.sort))
     return _ordered(request, rows.values_list(*columns, "sort_key"))

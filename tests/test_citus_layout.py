@@ -12,8 +12,10 @@ from django.db import IntegrityError, connection, transaction
 
 from cdrs.dataset.importer.errors import DatasetError
 from cdrs.models import ArchivedLeg, Leg
+from customers.models import Customer
 from enswitch import citus
 from tests import api_helpers as api
+from tests import factories as f
 from tests.test_import import a_leg, example, load
 
 pytestmark = pytest.mark.django_db
@@ -151,3 +153,47 @@ def test_cluster_layout_shows_the_layout():
     assert "nothing to do" in out.getvalue()
     assert "cdrs_leg: distributed" in out.getvalue()
     assert "customers_customer: reference" in out.getvalue()
+
+
+def _undistribute_everything() -> None:
+    """Turn the cluster's store back into one server's: every listed table local again."""
+    tables = [citus._table(d.model) for d in citus.DISTRIBUTED_TABLES]
+    tables += [citus._table(label) for label in reversed(citus.REFERENCE_TABLES)]
+    with connection.cursor() as cursor:
+        for table in tables:
+            if citus.table_kinds()[table] != "plain":
+                cursor.execute(
+                    "SELECT undistribute_table(%s, cascade_via_foreign_keys => true)", [table]
+                )
+
+
+@pytest.mark.usefixtures("cluster")
+@pytest.mark.django_db(transaction=True)
+def test_a_converted_store_takes_new_customers_users_and_legs():
+    """`cluster_layout` on a store with rows: the ids go on from where they were (no
+    sequence starts again at 1, so no duplicate key on the next insert)."""
+    usd = f.currency("USD")
+
+    def new_customer(parent: Customer | None, name: str) -> Customer:  # its id by the ORM
+        return Customer.objects.create(parent=parent, name=name, bill_type="none", currency=usd)
+
+    owner = new_customer(None, "Owner")
+    before = [new_customer(owner, f"C{i}") for i in range(3)]
+    users = [f.user(c) for c in before]
+    legs = [api.make_leg(f"old{i}", before[i].id, costs=[{"customer": owner.id}]) for i in range(3)]
+    _undistribute_everything()
+    try:
+        assert set(citus.table_kinds().values()) == {"plain"}
+        out = io.StringIO()
+        call_command("cluster_layout", stdout=out)
+        assert "cdrs_leg: distributed" in out.getvalue()
+    finally:
+        citus.lay_out()  # the cluster's layout back, whatever happened
+    assert set(citus.table_kinds().values()) == {"distributed", "reference"}
+    customer = new_customer(owner, "New")
+    user = f.user(customer)
+    leg = api.make_leg("new", customer.id, costs=[{"customer": owner.id}])
+    assert customer.id > max(c.id for c in before)
+    assert user.id > max(u.id for u in users)
+    assert leg.id > max(x.id for x in legs)
+    assert Leg.objects.filter(uniqueid__in=["old0", "old1", "old2", "new"]).count() == 4
