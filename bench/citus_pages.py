@@ -5,7 +5,8 @@
 Two shapes of cdrs/queries.py are taken on a distributed store only; one node keeps the
 other. This times both, through Django's connection to the coordinator of the cluster
 (bench/work/citus-<N>w-<S>s, bench/run.py's; `--build` builds `bench_<legs>` there if
-missing, as bench/run.py does):
+missing, as bench/run.py does, by default loaded on the coordinator and then distributed,
+bench/run.py's `--cluster-load convert`):
 
 - `archive=1` (Q2, Q3, Q5 with archive=1): one node's top-level UNION ALL, which Citus runs
   as two distributed subplans one after the other, against the UNION ALL in a subquery
@@ -64,6 +65,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--build", action="store_true", help="build bench_<legs> if missing")
+    parser.add_argument(
+        "--load", default="convert", choices=["import", "convert"], help="as bench/run.py's"
+    )
     parser.add_argument("--only", default="Q2a,Q3a,Q5a,Q3,Q5,Q6")
     args = parser.parse_args()
     cluster = CitusCluster(
@@ -75,7 +79,7 @@ def main() -> None:
         if not cluster.database_exists(db):
             if not args.build:
                 sys.exit(f"{db} is not on the cluster: run with --build")
-            print(build_database(cluster, db, args.legs, args.customers), flush=True)
+            print(build_database(cluster, db, args.legs, args.customers, args.load), flush=True)
         setup_django(cluster.db_url(db))
         from django.db import connection
 
@@ -120,6 +124,8 @@ def main() -> None:
                 f" {len(answers['cluster'])} rows, same rows: {same}",
                 flush=True,
             )
+            if not answers["cluster"]:
+                continue  # no ids found: the rows' query is not sent at all
             sql, sql_params = q.list_page(request, COLUMNS).rows.query.sql_with_params()
             with connection.cursor() as cur:
                 cur.execute(f"EXPLAIN (ANALYZE, VERBOSE, COSTS OFF) {sql}", sql_params)

@@ -5,6 +5,9 @@ nothing. The cluster tests run when the suite runs against a coordinator (DB=cit
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -12,10 +15,8 @@ from django.db import IntegrityError, connection, transaction
 
 from cdrs.dataset.importer.errors import DatasetError
 from cdrs.models import ArchivedLeg, Leg
-from customers.models import Customer
 from enswitch import citus
 from tests import api_helpers as api
-from tests import factories as f
 from tests.test_import import a_leg, example, load
 
 pytestmark = pytest.mark.django_db
@@ -155,45 +156,75 @@ def test_cluster_layout_shows_the_layout():
     assert "customers_customer: reference" in out.getvalue()
 
 
-def _undistribute_everything() -> None:
-    """Turn the cluster's store back into one server's: every listed table local again."""
-    tables = [citus._table(d.model) for d in citus.DISTRIBUTED_TABLES]
-    tables += [citus._table(label) for label in reversed(citus.REFERENCE_TABLES)]
-    with connection.cursor() as cursor:
-        for table in tables:
-            if citus.table_kinds()[table] != "plain":
-                cursor.execute(
-                    "SELECT undistribute_table(%s, cascade_via_foreign_keys => true)", [table]
-                )
+CREATE_USER_AND_LEG = """
+from cdrs.models import Leg, LegCost
+from customers.models import Customer, Role, User
+customer = Customer.objects.order_by("id").last()
+user = User(username="new-user", customer=customer, role=Role.objects.first(), password="x")
+user.save()
+leg = Leg.objects.create(uniqueid="new-leg", callid="c", start=1, end=2, direction="in",
+                         scustomer=customer)
+LegCost.objects.create(leg=leg, customer=customer, cost=1, currency=customer.currency)
+print(user.id, leg.id)
+"""
 
 
 @pytest.mark.usefixtures("cluster")
-@pytest.mark.django_db(transaction=True)
-def test_a_converted_store_takes_new_customers_users_and_legs():
-    """`cluster_layout` on a store with rows: the ids go on from where they were (no
-    sequence starts again at 1, so no duplicate key on the next insert)."""
-    usd = f.currency("USD")
+def test_a_converted_store_takes_new_users_and_legs(tmp_path):
+    """A populated one-server store on the coordinator, then workers registered and
+    `cluster_layout`: the ids the database gives (users', legs') go on from where they
+    were (no sequence starts again at 1, so no duplicate key on the next insert)."""
+    import psycopg
 
-    def new_customer(parent: Customer | None, name: str) -> Customer:  # its id by the ORM
-        return Customer.objects.create(parent=parent, name=name, bill_type="none", currency=usd)
+    params = connection.get_connection_params()
+    user = params.get("user") or "postgres"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0")
+        workers = cursor.fetchall()
+    host, port = params.get("host") or "127.0.0.1", int(params.get("port") or 5432)
+    nodes = [(host, port), *workers]
+    name = "test_enswitch_convert"
 
-    owner = new_customer(None, "Owner")
-    before = [new_customer(owner, f"C{i}") for i in range(3)]
-    users = [f.user(c) for c in before]
-    legs = [api.make_leg(f"old{i}", before[i].id, costs=[{"customer": owner.id}]) for i in range(3)]
-    _undistribute_everything()
+    def on_each_node(sql: str, dbname: str) -> None:
+        for node_host, node_port in nodes:
+            with psycopg.connect(
+                host=node_host, port=node_port, user=user, dbname=dbname, autocommit=True
+            ) as node:
+                node.execute(sql)
+
+    on_each_node(f'DROP DATABASE IF EXISTS "{name}"', "postgres")
+    on_each_node(f'CREATE DATABASE "{name}"', "postgres")
     try:
-        assert set(citus.table_kinds().values()) == {"plain"}
-        out = io.StringIO()
-        call_command("cluster_layout", stdout=out)
-        assert "cdrs_leg: distributed" in out.getvalue()
+        on_each_node("CREATE EXTENSION citus", name)
+        url = f"postgres://{user}@{host}:{port}/{name}"
+        env = {**os.environ, "DATABASE_URL": url}
+
+        def manage(*args: str) -> str:
+            done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+                [sys.executable, "manage.py", *args], env=env, capture_output=True, text=True
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
+            return done.stdout
+
+        main, legs = tmp_path / "main.json", tmp_path / "legs.jsonl"
+        manage("migrate", "--verbosity", "0")  # no worker registered: one server's store
+        manage(
+            "generate_dataset", "--customers", "20", "--depth", "3", "--legs", "300",
+            "--seed", "7", "--out", str(main), "--cdrs-out", str(legs),
+        )  # fmt: skip
+        manage("import_dataset", str(main), "--cdrs", str(legs))
+        with psycopg.connect(url, autocommit=True) as coordinator:
+            before = coordinator.execute(
+                "SELECT (SELECT max(id) FROM customers_user), (SELECT max(id) FROM "
+                "(SELECT id FROM cdrs_leg UNION ALL SELECT id FROM cdrs_archivedleg) l)"
+            ).fetchone()
+            coordinator.execute(f"SELECT citus_set_coordinator_host('{host}', {port})")
+            for worker_host, worker_port in workers:
+                coordinator.execute(f"SELECT citus_add_node('{worker_host}', {worker_port})")
+        assert "cdrs_leg: distributed" in manage("cluster_layout")
+        last_line = manage("shell", "-c", CREATE_USER_AND_LEG).splitlines()[-1]
+        user_id, leg_id = map(int, last_line.split())
+        assert user_id > before[0] > 0
+        assert leg_id > before[1] > 0
     finally:
-        citus.lay_out()  # the cluster's layout back, whatever happened
-    assert set(citus.table_kinds().values()) == {"distributed", "reference"}
-    customer = new_customer(owner, "New")
-    user = f.user(customer)
-    leg = api.make_leg("new", customer.id, costs=[{"customer": owner.id}])
-    assert customer.id > max(c.id for c in before)
-    assert user.id > max(u.id for u in users)
-    assert leg.id > max(x.id for x in legs)
-    assert Leg.objects.filter(uniqueid__in=["old0", "old1", "old2", "new"]).count() == 4
+        on_each_node(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', "postgres")

@@ -126,7 +126,8 @@ def test_pages_found_by_ids_are_planned_with_their_values(client, world, monkeyp
 
 
 def rows_plan(world, **params) -> str:
-    values = {"customer": "all", "recurse": "1", **{k: str(v) for k, v in params.items()}}
+    values = {"customer": "all", "recurse": "1", "start": "1699999999", "end": "1700000100"}
+    values.update({k: str(v) for k, v in params.items()})
     request = parse_list(Params(values=values), user=world.owner.user, now=0)
     assert queries.finds_page_by_ids(request)
     sql, sql_params = queries.list_page(request, COLUMNS).rows.query.sql_with_params()
