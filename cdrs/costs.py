@@ -16,15 +16,17 @@ from django.db.models import (
     F,
     FilteredRelation,
     Func,
+    OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Value,
     When,
 )
 from django.db.models.functions import Coalesce
 
 from cdrs.scope import Scope
-from customers.models import Card, Customer
+from customers.models import Card, Currency, Customer
 
 MONEY = DecimalField(max_digits=40, decimal_places=6)
 ZERO = Value(Decimal("0"), output_field=MONEY)
@@ -65,8 +67,14 @@ class CostSource:
     customer_id: int | None = None
 
 
-def with_costs(qs: QuerySet, *, viewer: Customer, source: CostSource) -> QuerySet:
-    """Annotate `row_cost` and `row_cost_tax` (both converted into the viewer's currency)."""
+def with_costs(
+    qs: QuerySet, *, viewer: Customer, source: CostSource, currency_subquery: bool = False
+) -> QuerySet:
+    """Annotate `row_cost` and `row_cost_tax` (both converted into the viewer's currency).
+
+    `currency_subquery`: the record's currency is read by a subquery, not a join. Citus
+    pushes a UNION ALL down to the shards only if no arm outer-joins a reference table
+    (the currencies) to the cost records, themselves outer-joined."""
     if source.kind == "customer":
         condition = Q(costs__customer_id=source.customer_id)
     elif source.kind == "scustomer":
@@ -75,7 +83,10 @@ def with_costs(qs: QuerySet, *, viewer: Customer, source: CostSource) -> QuerySe
         condition = Q(costs__card_id=F("card_id"))
     qs = qs.annotate(chosen_cost=FilteredRelation("costs", condition=condition))
     to_value = Value(viewer.currency.value, output_field=MONEY)
-    from_value = F("chosen_cost__currency__value")
+    from_value: Any = F("chosen_cost__currency__value")
+    if currency_subquery:
+        currency = Currency.objects.filter(code=OuterRef("chosen_cost__currency_id"))
+        from_value = Subquery(currency.values("value")[:1])
     cost = ConvertedAmount(from_value, to_value, F("chosen_cost__cost"))
     cost_tax = ConvertedAmount(from_value, to_value, F("chosen_cost__cost"), F("chosen_cost__tax"))
     visible = _visibility(viewer, source)

@@ -4,7 +4,8 @@ Every query starts from `LegQuerySet.visible_to` (the user's scope, cut down to 
 customers the request names), is narrowed by the request's FilterSet, gets the
 columns a row shows beyond the leg's own (its cost, `archived`), and is ordered by
 the sort key, then `uniqueid`. `archive=1` is one UNION ALL of both tables, so one
-statement and one snapshot.
+statement and one snapshot; on a Citus cluster the UNION ALL is a subquery in FROM, which
+Citus runs on each pair of co-located shards as one statement (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -16,17 +17,23 @@ from typing import Any
 
 from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Coalesce
+from django.db.models.sql import Query
 
 from cdrs.costs import CostSource, with_costs
 from cdrs.models import ArchivedLeg, CallTotals, Leg, LegBase
 from cdrs.parameters import COST_CUSTOMER_WORDS, GetRequest, ListRequest, TotalsRequest
 from cdrs.scope import Scope
 from customers.models import PREPAID_BILL_TYPES, BillType, Customer
+from enswitch import citus
 from enswitch.db import custom_plans
 from enswitch.fields import INT64_MAX
 
 # From this offset on, a page is found by its legs' ids first.
 DEEP_OFFSET = 1000
+# On Citus, the ids of a page found by ids are fetched first, then its rows by the list
+# of them, for pages of at most this many rows (a list held in memory; longer pages and
+# limit=0 keep the one statement, which streams).
+IDS_FIRST_AT_MOST = 5000
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,8 @@ def list_page(request: ListRequest, columns: tuple[str, ...]) -> Page:
     """The whole cdrs/list answer as one ordered, sliced query."""
     shape, selection = request.shape, selected_customers(request)
     if shape.archive:
-        both = _sorted_rows(request, Leg, selection, columns).union(
-            _sorted_rows(request, ArchivedLeg, selection, columns), all=True
-        )
-        return Page(_slice(_ordered(request, both), shape.offset, shape.limit), False)
+        both = _both_tables(request, selection, columns)
+        return Page(_slice(both, shape.offset, shape.limit), False)
     if finds_page_by_ids(request):
         return Page(_page_by_ids(request, selection, columns), True)
     rows = _ordered(request, _sorted_rows(request, Leg, selection, columns))
@@ -142,9 +147,12 @@ def _cost_source(scope: Scope, value: int | str | None) -> CostSource:
     return CostSource(kind="customer", customer_id=scope.customer.pk if value is None else value)
 
 
-def _with_columns(qs: QuerySet, model: type[LegBase], scope: Scope, source: CostSource) -> QuerySet:
-    """`qs` with the columns a row shows beyond the leg's own: costs, `archived`."""
-    qs = with_costs(qs, viewer=scope.customer, source=source)
+def _with_columns(
+    qs: QuerySet, model: type[LegBase], scope: Scope, source: CostSource, *, union: bool = False
+) -> QuerySet:
+    """`qs` with the columns a row shows beyond the leg's own: costs, `archived`.
+    `union`: an arm of a UNION ALL on Citus (cdrs.costs.with_costs says why)."""
+    qs = with_costs(qs, viewer=scope.customer, source=source, currency_subquery=union)
     return qs.annotate(archived=Value(model.ARCHIVED))
 
 
@@ -171,13 +179,72 @@ def _ordered(request: ListRequest, qs: QuerySet) -> QuerySet:
 
 
 def _sorted_rows(
-    request: ListRequest, model: type[LegBase], selection: Any, columns: tuple[str, ...]
+    request: ListRequest,
+    model: type[LegBase],
+    selection: Any,
+    columns: tuple[str, ...],
+    *,
+    union: bool = False,
 ) -> QuerySet:
-    """One table's rows as `columns` tuples, with the sort key they are ordered by."""
+    """One table's rows as `columns` tuples, with the sort key they are ordered by (and,
+    as an arm of a UNION ALL on Citus, the leg's id: the distribution column)."""
     source = _cost_source(request.scope, request.shape.cost_customer)
-    rows = _with_columns(_legs(request, model, selection), model, request.scope, source)
+    legs = _legs(request, model, selection)
+    rows = _with_columns(legs, model, request.scope, source, union=union)
     rows = rows.annotate(sort_key=_sort_expression(request.shape.sort))
-    return rows.values_list(*columns, "sort_key")
+    return rows.values_list(*columns, "sort_key", *(["pk"] if union else []))
+
+
+def _both_tables(request: ListRequest, selection: Any, columns: tuple[str, ...]) -> QuerySet:
+    """The live and archived rows, ordered: one UNION ALL.
+
+    On Citus a top-level UNION ALL of two distributed tables is run one table after the
+    other (two snapshots: a leg moved in between is seen twice or not at all). A UNION
+    ALL in a subquery whose arms both select the distribution column (`id`) is pushed
+    down to each pair of co-located shards, where a leg moves between the tables."""
+    union = citus.is_distributed(Leg.objects.db)
+    live = _sorted_rows(request, Leg, selection, columns, union=union)
+    archived = _sorted_rows(request, ArchivedLeg, selection, columns, union=union)
+    both = _ordered(request, live.union(archived, all=True))
+    if union:
+        rows = both._iterable_class
+        both.query = both.query.chain(klass=UnionInFrom)
+        both._iterable_class = rows  # tuples still: the setter above assumes values()
+    return both
+
+
+class UnionInFrom(Query):
+    """A combined query read as `SELECT * FROM (<union>) AS "rows" ORDER BY ... LIMIT ...`."""
+
+    def get_compiler(
+        self, using: str | None = None, connection: Any = None, elide_empty: bool = True
+    ) -> Any:
+        compiler = super().get_compiler(using, connection, elide_empty)
+        compiler.as_sql = _union_in_from_sql(compiler)
+        return compiler
+
+
+def _union_in_from_sql(compiler: Any) -> Any:
+    def as_sql(with_limits: bool = True, with_col_aliases: bool = False) -> tuple[str, tuple]:
+        # Sets up the columns (and their converters); a combined query is ordered by
+        # column positions, which are the same outside the subquery.
+        _, order_by, _ = compiler.pre_sql_setup(with_col_aliases=True)
+        inner = compiler.query.chain(klass=Query)
+        inner.clear_ordering(force=True)
+        inner.clear_limits()
+        sql, params = inner.get_compiler(connection=compiler.connection).as_sql()
+        params = list(params)
+        name = compiler.connection.ops.quote_name("rows")
+        parts = [f"SELECT * FROM ({sql}) AS {name}"]  # noqa: S608 - compiled SQL, a fixed name
+        if order_by:
+            parts.append("ORDER BY " + ", ".join(o_sql for _, (o_sql, _, _) in order_by))
+            params.extend(p for _, (_, o_params, _) in order_by for p in o_params)
+        if with_limits and compiler.query.is_sliced:
+            q = compiler.query
+            parts.append(compiler.connection.ops.limit_offset_sql(q.low_mark, q.high_mark))
+        return " ".join(parts), tuple(params)
+
+    return as_sql
 
 
 def _page_by_ids(request: ListRequest, selection: Any, columns: tuple[str, ...]) -> QuerySet:
@@ -189,9 +256,16 @@ def _page_by_ids(request: ListRequest, selection: Any, columns: tuple[str, ...])
     if shape.sort == "cost":
         legs = with_costs(legs, viewer=scope.customer, source=source)
     ids = _ordered(request, legs.annotate(sort_key=_sort_expression(shape.sort))).values("pk")
+    chosen: Any = _slice(ids, shape.offset, shape.limit)
+    if 0 < shape.limit <= IDS_FIRST_AT_MOST and citus.is_distributed(chosen.db):
+        # Citus would run the ids' subquery as a step of its own anyway and send its
+        # result to every shard; a list of ids goes only to the shards that hold them,
+        # where each id is an index lookup.
+        with custom_plans(using=chosen.db):
+            chosen = [row["pk"] for row in chosen]
     # The ids were chosen under the user's scope and every filter: the rows need
     # nothing more than the ids.
-    page = Leg.objects.filter(pk__in=_slice(ids, shape.offset, shape.limit))
+    page = Leg.objects.filter(pk__in=chosen)
     rows = _with_columns(page, Leg, scope, source)
     rows = rows.annotate(sort_key=_sort_expression(shape.sort))
     return _ordered(request, rows.values_list(*columns, "sort_key"))

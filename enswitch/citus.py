@@ -177,6 +177,20 @@ def _prepare(cursor: Any, table: str, column: str, using: str) -> None:
         cursor.execute(f"DROP TRIGGER {q(trigger)} ON {q(table)}")
 
 
+def _sequences(cursor: Any, labels: list[str]) -> list[tuple[str, int]]:
+    """The sequences that give these tables' ids, with their last value (if used)."""
+    found = []
+    for label in labels:
+        model = apps.get_model(label)
+        cursor.execute(
+            "SELECT s, pg_sequence_last_value(s::regclass) FROM pg_get_serial_sequence(%s, %s) s "
+            "WHERE s IS NOT NULL",
+            [model._meta.db_table, model._meta.pk.column],
+        )
+        found += [(seq, value) for seq, value in cursor.fetchall() if value is not None]
+    return found
+
+
 def lay_out(using: str = "default") -> list[str]:
     """Distribute and replicate the listed tables that are not yet; what was done, in words.
 
@@ -194,6 +208,11 @@ def lay_out(using: str = "default") -> list[str]:
         cursor.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
         kinds = _kinds(cursor)
         pending = [d for d in DISTRIBUTED_TABLES if kinds.get(_table(d.model)) != "distributed"]
+        # Citus starts the id sequence of a table it makes a reference table again at 1:
+        # each converted table's is set back to where it was.
+        converted = [d.model for d in pending]
+        converted += [t for t in REFERENCE_TABLES if kinds.get(_table(t)) != "reference"]
+        sequences = _sequences(cursor, converted)
         keys: list[tuple[str, str, str]] = []
         for d in pending:
             table = _table(d.model)
@@ -223,6 +242,8 @@ def lay_out(using: str = "default") -> list[str]:
                 done.append(f"{table}: reference table")
         for table, name, definition in keys:
             cursor.execute(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} {definition}")
+        for sequence, value in sequences:
+            cursor.execute("SELECT setval(%s::regclass, %s)", [sequence, value])
     return done
 
 

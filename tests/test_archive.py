@@ -22,7 +22,11 @@ from hypothesis import strategies as st
 from cdrs import archive
 from cdrs.archive import ArchiveLocked, IdClash
 from cdrs.models import ArchivedLeg, ArchivedLegCost, Leg, LegCost
+from cdrs.parameters import parse_list
+from cdrs.queries import list_page
+from cdrs.rows import COLUMNS
 from enswitch import citus
+from enswitch.api.params import Params
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -635,9 +639,8 @@ def test_a_leg_written_behind_the_cursor_during_a_run_is_archived_too(world, mon
 
 
 # --- PostgreSQL: readers and parallel movers, with real transactions -------------------
-# On a Citus cluster a top-level UNION ALL of the two tables is read one table after the
-# other, so a reader can meet a leg moved in between twice or not at all (docs/scaling.md,
-# "Known limits"): the reader tests run on one node only.
+# The readers run the API's archive=1 query (cdrs.queries.list_page), on one server and on
+# the Citus cluster, where it is pushed down to each pair of co-located shards.
 
 SNAPSHOT_QUERY = (
     "SELECT count(*), count(DISTINCT uniqueid) FROM "
@@ -655,25 +658,66 @@ def reader_connection():
     return psycopg.connect(**params, autocommit=True)
 
 
+def archive_query(world: dict, **params: str) -> tuple[str, tuple]:
+    """The SQL of the API's cdrs/list?archive=1 over every leg of `world`, as the owner."""
+    user = f.user(world["owner"], privileges=["cdrs", "archive"])
+    values = {"archive": "1", "limit": "0", "recurse": "1", "start": str(T0 - 1)}
+    values.update(end=str(T0 + 1000), **params)
+    request = parse_list(Params(values=values), user=user, now=T0 + 1000)
+    return list_page(request, COLUMNS).rows.query.sql_with_params()
+
+
+def seen_by(reader, query: tuple[str, tuple]) -> tuple[int, int]:
+    """(rows, distinct uniqueids) of one run of the archive=1 query."""
+    uniqueids = [row[0] for row in reader.execute(*query).fetchall()]
+    return len(uniqueids), len(set(uniqueids))
+
+
 @on_postgres
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("single_node")
+def test_archive_query_is_one_statement_on_the_shards(world):
+    """On Citus, archive=1 must not be run one table after the other (each its own
+    snapshot): the UNION ALL goes to each pair of co-located shards as one query, with
+    ORDER BY ... LIMIT, and nothing is collected into an intermediate result first."""
+    if not citus.is_distributed():
+        pytest.skip("a Citus cluster's plan")
+    make_legs(world, list(range(4)))
+    sql, params = archive_query(world, limit="5", offset="2")
+    with connection.cursor() as cur:
+        cur.execute(f"EXPLAIN (VERBOSE, COSTS OFF) {sql}", params)
+        plan = "\n".join(row[0] for row in cur.fetchall())
+    assert "Distributed Subplan" not in plan
+    assert "intermediate_result" not in plan
+    tasks = [line for line in plan.splitlines() if line.strip().startswith("Query: ")]
+    assert tasks, plan
+    for task in tasks:
+        assert "UNION ALL" in task, task
+        assert "LIMIT '7'" in task or "LIMIT 7" in task, task
+
+
+@on_postgres
+@pytest.mark.django_db(transaction=True)
 def test_union_all_reader_sees_each_leg_once_while_a_batch_is_uncommitted(world, monkeypatch):
     make_legs(world, list(range(60)))
+    query = archive_query(world)
     seen = []
-    real = archive._move_costs
     with reader_connection() as reader:
 
-        def look_before_commit(*args, **kwargs):
-            moved = real(*args, **kwargs)  # every write of the batch done, not committed
-            seen.append(reader.execute(SNAPSHOT_QUERY).fetchone())
-            return moved
+        def looking_before_commit(real):
+            def step(*args, **kwargs):
+                done = real(*args, **kwargs)  # the batch's last write, not committed
+                seen.append(seen_by(reader, query))
+                return done
 
-        monkeypatch.setattr(archive, "_move_costs", look_before_commit)
+            return step
+
+        # The last write of a batch: on one server's fast path, and the careful path's.
+        monkeypatch.setattr(archive, "_move_costs", looking_before_commit(archive._move_costs))
+        monkeypatch.setattr(archive, "_delete_legs", looking_before_commit(archive._delete_legs))
         result = archive.run(archive.archive_move(before=T0 + 100), batch_size=7)
         assert result.batches == 9
         assert seen == [(60, 60)] * 9
-        assert reader.execute(SNAPSHOT_QUERY).fetchone() == (60, 60)
+        assert seen_by(reader, query) == (60, 60)
 
 
 @on_postgres
@@ -693,17 +737,17 @@ def test_two_statements_would_not_be_enough(world):
 @on_postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("jobs", [1, 3])
-@pytest.mark.usefixtures("single_node")
 def test_readers_during_whole_runs(world, jobs):
     legs = make_legs(world, list(range(150)))
     before = store()
+    query = archive_query(world)
     stop = threading.Event()
     seen: list[tuple[int, int]] = []
 
     def read_continuously():
         with reader_connection() as reader:
             while not stop.is_set():
-                seen.append(reader.execute(SNAPSHOT_QUERY).fetchone())
+                seen.append(seen_by(reader, query))
 
     reader = threading.Thread(target=read_continuously)
     reader.start()

@@ -5,6 +5,9 @@ nothing. The cluster tests run when the suite runs against a coordinator (DB=cit
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -151,3 +154,77 @@ def test_cluster_layout_shows_the_layout():
     assert "nothing to do" in out.getvalue()
     assert "cdrs_leg: distributed" in out.getvalue()
     assert "customers_customer: reference" in out.getvalue()
+
+
+CREATE_USER_AND_LEG = """
+from cdrs.models import Leg, LegCost
+from customers.models import Customer, Role, User
+customer = Customer.objects.order_by("id").last()
+user = User(username="new-user", customer=customer, role=Role.objects.first(), password="x")
+user.save()
+leg = Leg.objects.create(uniqueid="new-leg", callid="c", start=1, end=2, direction="in",
+                         scustomer=customer)
+LegCost.objects.create(leg=leg, customer=customer, cost=1, currency=customer.currency)
+print(user.id, leg.id)
+"""
+
+
+@pytest.mark.usefixtures("cluster")
+def test_a_converted_store_takes_new_users_and_legs(tmp_path):
+    """A populated one-server store on the coordinator, then workers registered and
+    `cluster_layout`: the ids the database gives (users', legs') go on from where they
+    were (no sequence starts again at 1, so no duplicate key on the next insert)."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    user = params.get("user") or "postgres"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0")
+        workers = cursor.fetchall()
+    host, port = params.get("host") or "127.0.0.1", int(params.get("port") or 5432)
+    nodes = [(host, port), *workers]
+    name = "test_enswitch_convert"
+
+    def on_each_node(sql: str, dbname: str) -> None:
+        for node_host, node_port in nodes:
+            with psycopg.connect(
+                host=node_host, port=node_port, user=user, dbname=dbname, autocommit=True
+            ) as node:
+                node.execute(sql)
+
+    on_each_node(f'DROP DATABASE IF EXISTS "{name}"', "postgres")
+    on_each_node(f'CREATE DATABASE "{name}"', "postgres")
+    try:
+        on_each_node("CREATE EXTENSION citus", name)
+        url = f"postgres://{user}@{host}:{port}/{name}"
+        env = {**os.environ, "DATABASE_URL": url}
+
+        def manage(*args: str) -> str:
+            done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+                [sys.executable, "manage.py", *args], env=env, capture_output=True, text=True
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
+            return done.stdout
+
+        main, legs = tmp_path / "main.json", tmp_path / "legs.jsonl"
+        manage("migrate", "--verbosity", "0")  # no worker registered: one server's store
+        manage(
+            "generate_dataset", "--customers", "20", "--depth", "3", "--legs", "300",
+            "--seed", "7", "--out", str(main), "--cdrs-out", str(legs),
+        )  # fmt: skip
+        manage("import_dataset", str(main), "--cdrs", str(legs))
+        with psycopg.connect(url, autocommit=True) as coordinator:
+            before = coordinator.execute(
+                "SELECT (SELECT max(id) FROM customers_user), (SELECT max(id) FROM "
+                "(SELECT id FROM cdrs_leg UNION ALL SELECT id FROM cdrs_archivedleg) l)"
+            ).fetchone()
+            coordinator.execute(f"SELECT citus_set_coordinator_host('{host}', {port})")
+            for worker_host, worker_port in workers:
+                coordinator.execute(f"SELECT citus_add_node('{worker_host}', {worker_port})")
+        assert "cdrs_leg: distributed" in manage("cluster_layout")
+        last_line = manage("shell", "-c", CREATE_USER_AND_LEG).splitlines()[-1]
+        user_id, leg_id = map(int, last_line.split())
+        assert user_id > before[0] > 0
+        assert leg_id > before[1] > 0
+    finally:
+        on_each_node(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', "postgres")

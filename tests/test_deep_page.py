@@ -10,6 +10,8 @@ from django.db import connection
 
 from cdrs import queries, views
 from cdrs.parameters import parse_list
+from cdrs.rows import COLUMNS
+from enswitch import citus
 from enswitch.api.params import Params
 from tests import api_helpers as h
 
@@ -121,3 +123,24 @@ def test_pages_found_by_ids_are_planned_with_their_values(client, world, monkeyp
     with connection.cursor() as cursor:  # and nothing outlives the request
         cursor.execute("SHOW plan_cache_mode")
         assert cursor.fetchone()[0] == "auto"
+
+
+def rows_plan(world, **params) -> str:
+    values = {"customer": "all", "recurse": "1", "start": "1699999999", "end": "1700000100"}
+    values.update({k: str(v) for k, v in params.items()})
+    request = parse_list(Params(values=values), user=world.owner.user, now=0)
+    assert queries.finds_page_by_ids(request)
+    sql, sql_params = queries.list_page(request, COLUMNS).rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (COSTS OFF) {sql}", sql_params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_pages_found_by_ids_on_the_cluster_send_the_ids_to_their_shards(world):
+    """On Citus, a page with a limit gets its ids first: the rows' query carries them, so
+    no step of its own runs first and sends them to every shard. Without a limit the ids
+    may be millions: the rows are read as one statement, which streams."""
+    if not citus.is_distributed():
+        pytest.skip("a Citus cluster's plan")
+    assert "Distributed Subplan" not in rows_plan(world, sort="name", offset=3, limit=5)
+    assert "Distributed Subplan" in rows_plan(world, sort="name", offset=3000, limit=0)
