@@ -177,8 +177,6 @@ def test_archiving_and_restoring_leave_the_totals_as_they_are():
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the bulk way is PostgreSQL's")
 def test_the_bulk_import_into_an_empty_store_keeps_them():
-    if is_distributed():
-        pytest.skip("the bulk import does not run on a Citus cluster yet")
     legs = {f"b{i}": (2 + i % 3, 1 if i % 2 else None, T0 + 97 * i, "in") for i in range(50)}
     data = {**BASE, "cdrs": [cdr(u, leg, i % 4 == 0) for i, (u, leg) in enumerate(legs.items())]}
     result = load(data, bulk=True, batch_size=7)

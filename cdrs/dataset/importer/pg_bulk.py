@@ -50,7 +50,7 @@ class PgBulkWriter(PgWriter):
         self.next_id = self.floor + 1
         self.span: dict[Tables, _Span] = by_side(lambda: None)  # uniqueids written
         self.deltas: totals.Deltas = {}  # the call totals of the legs written
-        self.seen: set[int] = set()  # cluster: hash() of each uniqueid written
+        self.seen: set[int] = set()  # cluster: uid_hash() of each uniqueid written
         cur = self.raw.cursor()
         t = self.t
         names = [m._meta.db_table for m in LEG_TABLES]
@@ -196,7 +196,7 @@ class PgBulkWriter(PgWriter):
         if not met:
             return None
         cur.execute(self.batch_uids, (first, last, first, last))
-        uids = [uid for (uid,) in cur.fetchall() if hash(uid) in met]
+        uids = [uid for (uid,) in cur.fetchall() if uid_hash(uid) in met]
         twice: set[str] = set()
         for side in SIDES:
             if self.written[side]:
@@ -277,10 +277,15 @@ def _overlap(a: _Span, b: _Span) -> bool:
     return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
 
 
+def uid_hash(uid: str) -> int:
+    """64 bits of a uniqueid: the same in the worker processes (forked, so they share
+    this process's hash seed). Two uniqueids may share one: a hash met before is only a
+    reason to look the uniqueid up."""
+    return hash(uid)
+
+
 def uid_hashes(batch: Batch) -> list[int]:
-    """hash() of each leg's uniqueid: the same in the worker processes (forked, so they
-    share this process's hash seed)."""
-    return [hash(row[0]) for row in batch.rows]
+    return [uid_hash(row[0]) for row in batch.rows]
 
 
 def add_deltas(into: totals.Deltas, more: totals.Deltas) -> None:
