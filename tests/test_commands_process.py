@@ -194,6 +194,28 @@ def test_an_import_killed_during_its_copies_leaves_nothing(store):
         assert prepared == [(0,)]
 
 
+@pg_only
+def test_a_bulk_import_over_several_connections_per_worker(store):
+    # On a cluster, Citus may open more connections to a worker as the import goes on;
+    # each must skip the foreign-key triggers as the first did, or the index builds at
+    # the end fail on the checks left pending.
+    import psycopg
+
+    legs = legs_file(store, "pool", 3000)
+    options = "-c citus.max_adaptive_executor_pool_size=2 -c citus.max_cached_conns_per_worker=2"
+    args = ("import_dataset", "--cdrs", str(legs), "--bulk", "yes", "--batch-size", "500")
+    proc = start(store, *args, env={"PGOPTIONS": options})
+    try:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        assert "3,000 legs" in out.decode()
+        assert "bulk COPY" in out.decode()
+        assert count(store) == 3000
+    finally:
+        with psycopg.connect(store.url, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {', '.join(LEG_TABLES)}, cdrs_calltotals")
+
+
 def _wait_for(store: Store, where: str, *, present: bool = True) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
