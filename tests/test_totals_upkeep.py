@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from cdrs import totals
 from cdrs.dataset.importer import DatasetError, import_dataset
 from cdrs.models import ArchivedLeg, CallTotals, Leg
-from enswitch.citus import is_distributed
 
 pytestmark = pytest.mark.django_db
 
@@ -113,14 +112,8 @@ def run(step: tuple, legs: Legs) -> None:
     quiet = {"stdout": io.StringIO(), "stderr": io.StringIO()}
     if kind == "import":
         _, named, bulk = step
-        cluster = is_distributed()
-        if cluster and (legs or Leg.objects.exists() or ArchivedLeg.objects.exists()):
-            return  # on a Citus cluster the importer writes into an empty store only, so far
-
         data = {**BASE, "cdrs": [cdr(uid, leg, arch) for uid, (leg, arch) in named.items()]}
-        # On a cluster: one batch (a later batch looks up the earlier ones, which the
-        # importer cannot do there yet) and not the bulk way (it does not run there yet).
-        load(data, bulk=bulk and not cluster, batch_size=100 if cluster else 3)
+        load(data, bulk=bulk, batch_size=3)
         legs.update({uid: leg for uid, (leg, _) in named.items()})
     elif kind == "archive":
         call_command("archive_cdrs", "--before", str(step[1]), "--batch-size", "2", **quiet)
