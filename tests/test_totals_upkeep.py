@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdrs import totals
-from cdrs.dataset.importer import DatasetError, import_dataset
+from cdrs.dataset.importer import DatasetError, import_dataset, pg_bulk
 from cdrs.models import ArchivedLeg, CallTotals, Leg
 
 pytestmark = pytest.mark.django_db
@@ -169,7 +169,10 @@ def test_archiving_and_restoring_leave_the_totals_as_they_are():
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the bulk way is PostgreSQL's")
-def test_the_bulk_import_into_an_empty_store_keeps_them():
+@pytest.mark.parametrize("held", [None, 2], ids=["held-to-the-end", "flushed-often"])
+def test_the_bulk_import_into_an_empty_store_keeps_them(monkeypatch, held):
+    if held is not None:  # the counts written several times, a customer's hour in several
+        monkeypatch.setattr(pg_bulk, "TOTALS_HELD", held)
     legs = {f"b{i}": (2 + i % 3, 1 if i % 2 else None, T0 + 97 * i, "in") for i in range(50)}
     data = {**BASE, "cdrs": [cdr(u, leg, i % 4 == 0) for i, (u, leg) in enumerate(legs.items())]}
     result = load(data, bulk=True, batch_size=7)

@@ -23,7 +23,6 @@ from cdrs.dataset.importer.pg import cluster_session, lock_leg_tables, pg_empty,
 from cdrs.dataset.importer.pg_bulk import (
     Payloads,
     PgBulkWriter,
-    add_deltas,
     bulk_payloads,
     repeated_legs,
     uid_hashes,
@@ -324,7 +323,7 @@ class _Loader:
         writer.counts.legs += checked.legs
         writer.counts.archived += checked.archived
         writer.counts.costs += checked.costs
-        add_deltas(writer.deltas, checked.deltas)
+        writer.add_totals(checked.deltas)
         return []
 
 

@@ -49,7 +49,8 @@ class PgBulkWriter(PgWriter):
         super().__init__(connection, replica=replica)
         self.next_id = self.floor + 1
         self.span: dict[Tables, _Span] = by_side(lambda: None)  # uniqueids written
-        self.deltas: totals.Deltas = {}  # the call totals of the legs written
+        self.deltas: totals.Deltas = {}  # call totals of legs written, not yet flushed
+        self.totals_flushed = False
         self.seen: set[int] = set()  # cluster: uid_hash() of each uniqueid written
         cur = self.raw.cursor()
         t = self.t
@@ -140,8 +141,46 @@ class PgBulkWriter(PgWriter):
         if found is not None:
             return repeated_legs(batch, found)
         self.counts.add(batch)
-        add_deltas(self.deltas, batch_totals(batch))
+        self.add_totals(batch_totals(batch))
         return []
+
+    def add_totals(self, deltas: totals.Deltas) -> None:
+        """Count a written batch's legs in the call totals; held here up to a bound."""
+        add_deltas(self.deltas, deltas)
+        if len(self.deltas) >= TOTALS_HELD:
+            self._flush_totals()
+
+    def _flush_totals(self) -> None:
+        """The counts held so far into the table: the first time straight (the store was
+        empty: the totals are this import's alone), later added through a temporary
+        table (a customer's hour may have counts there already)."""
+        cur = self.raw.cursor()
+        table = sql.Identifier(totals.TABLE)
+        if not self.totals_flushed:
+            cur.execute(sql.SQL("DELETE FROM {}").format(table))
+        else:
+            target = _STAGED_TOTALS
+            cur.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE IF NOT EXISTS {} (customer_id bigint, hour bigint, "
+                    "inbound bigint, outbound bigint, internal bigint) ON COMMIT DROP"
+                ).format(target)
+            )
+            cur.execute(sql.SQL("TRUNCATE {}").format(target))
+            table = target
+        copy_totals = sql.SQL("COPY {} (customer_id, hour, {}) FROM STDIN").format(
+            table, identifiers(totals.COUNTS)
+        )
+        with cur.copy(copy_totals) as copy:
+            for (customer, hour), counts in self.deltas.items():
+                copy.write_row((customer, hour, *counts))
+        if self.totals_flushed:
+            select = sql.SQL("SELECT customer_id, hour, {} FROM {}").format(
+                identifiers(totals.COUNTS), _STAGED_TOTALS
+            )
+            cur.execute(totals.upsert_sql(select.as_string(self.raw)))
+        self.totals_flushed = True
+        self.deltas = {}
 
     def write_payloads(
         self, payloads: Payloads, first: int, last: int, hashes: list[int]
@@ -213,17 +252,15 @@ class PgBulkWriter(PgWriter):
         for ddl in self.ddl:
             cur.execute(ddl.create)
         # The store was empty: the call totals are those of this import's legs.
-        cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(totals.TABLE)))
-        copy_totals = sql.SQL("COPY {} (customer_id, hour, {}) FROM STDIN").format(
-            sql.Identifier(totals.TABLE), identifiers(totals.COUNTS)
-        )
-        with cur.copy(copy_totals) as copy:
-            for (customer, hour), counts in self.deltas.items():
-                if any(counts):
-                    copy.write_row((customer, hour, *counts))
+        self._flush_totals()
         self._analyze()
         return []
 
+
+# Customer-hours of call totals held in memory before they are written (some 300 bytes
+# each); a large import flushes them several times.
+TOTALS_HELD = 250_000
+_STAGED_TOTALS = sql.Identifier("enswitch_import_totals")
 
 _PLAN_BY_HAND = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
 
