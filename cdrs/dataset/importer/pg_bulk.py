@@ -37,7 +37,7 @@ class PgBulkWriter(PgWriter):
     only a batch with a hash met before is looked up in the tables.
 
     The call totals are counted here from the legs written (cdrs/totals.py `deltas_of`)
-    and copied in once at the end.
+    and copied in at the end, or whenever TOTALS_HELD customer-hours are held.
 
     Without the privilege to skip foreign-key triggers, the tables' foreign keys are
     dropped too and added again at the end (one validating join each, instead of a
