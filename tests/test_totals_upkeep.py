@@ -169,11 +169,17 @@ def test_archiving_and_restoring_leave_the_totals_as_they_are():
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the bulk way is PostgreSQL's")
-@pytest.mark.parametrize("held", [None, 2], ids=["held-to-the-end", "flushed-often"])
-def test_the_bulk_import_into_an_empty_store_keeps_them(monkeypatch, held):
+@pytest.mark.parametrize(
+    ("held", "order"),
+    [(None, 1), (2, 1), (2, -1)],
+    ids=["held-to-the-end", "flushed-often", "flushed-often-legs-back-in-time"],
+)
+def test_the_bulk_import_into_an_empty_store_keeps_them(monkeypatch, held, order):
     if held is not None:  # the counts written several times, a customer's hour in several
         monkeypatch.setattr(pg_bulk, "TOTALS_HELD", held)
-    legs = {f"b{i}": (2 + i % 3, 1 if i % 2 else None, T0 + 97 * i, "in") for i in range(50)}
+    legs = {
+        f"b{i}": (2 + i % 3, 1 if i % 2 else None, T0 + 97 * i, "in") for i in range(50)[::order]
+    }
     data = {**BASE, "cdrs": [cdr(u, leg, i % 4 == 0) for i, (u, leg) in enumerate(legs.items())]}
     result = load(data, bulk=True, batch_size=7)
     assert "bulk" in result.method

@@ -50,7 +50,7 @@ class PgBulkWriter(PgWriter):
         self.next_id = self.floor + 1
         self.span: dict[Tables, _Span] = by_side(lambda: None)  # uniqueids written
         self.deltas: totals.Deltas = {}  # call totals of legs written, not yet flushed
-        self.totals_flushed = False
+        self.totals_upto: int | None = None  # the latest hour of the totals written
         self.seen: set[int] = set()  # cluster: uid_hash() of each uniqueid written
         cur = self.raw.cursor()
         t = self.t
@@ -151,36 +151,39 @@ class PgBulkWriter(PgWriter):
             self._flush_totals()
 
     def _flush_totals(self) -> None:
-        """The counts held so far into the table: the first time straight (the store was
-        empty: the totals are this import's alone), later added through a temporary
-        table (a customer's hour may have counts there already)."""
+        """The counts held so far into the table. The store was empty, so a customer's
+        hour after every hour written before is new: copied straight in; the others
+        (few, for legs in time order) are added through a temporary table."""
         cur = self.raw.cursor()
         table = sql.Identifier(totals.TABLE)
-        if not self.totals_flushed:
+        if self.totals_upto is None:
             cur.execute(sql.SQL("DELETE FROM {}").format(table))
-        else:
-            target = _STAGED_TOTALS
+        upto = self.totals_upto
+        new = [(c, h, *n) for (c, h), n in self.deltas.items() if upto is None or h > upto]
+        again = [(c, h, *n) for (c, h), n in self.deltas.items() if upto is not None and h <= upto]
+        self.totals_upto = max([upto or 0, *(row[1] for row in new)])
+        self.deltas = {}
+        if again:
             cur.execute(
                 sql.SQL(
                     "CREATE TEMP TABLE IF NOT EXISTS {} (customer_id bigint, hour bigint, "
                     "inbound bigint, outbound bigint, internal bigint) ON COMMIT DROP"
-                ).format(target)
+                ).format(_STAGED_TOTALS)
             )
-            cur.execute(sql.SQL("TRUNCATE {}").format(target))
-            table = target
-        copy_totals = sql.SQL("COPY {} (customer_id, hour, {}) FROM STDIN").format(
-            table, identifiers(totals.COUNTS)
-        )
-        with cur.copy(copy_totals) as copy:
-            for (customer, hour), counts in self.deltas.items():
-                copy.write_row((customer, hour, *counts))
-        if self.totals_flushed:
+            cur.execute(sql.SQL("TRUNCATE {}").format(_STAGED_TOTALS))
+        for target, rows in ((table, new), (_STAGED_TOTALS, again)):
+            if rows:
+                copy_rows = sql.SQL("COPY {} (customer_id, hour, {}) FROM STDIN").format(
+                    target, identifiers(totals.COUNTS)
+                )
+                with cur.copy(copy_rows) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        if again:
             select = sql.SQL("SELECT customer_id, hour, {} FROM {}").format(
                 identifiers(totals.COUNTS), _STAGED_TOTALS
             )
             cur.execute(totals.upsert_sql(select.as_string(self.raw)))
-        self.totals_flushed = True
-        self.deltas = {}
 
     def write_payloads(
         self, payloads: Payloads, first: int, last: int, hashes: list[int]
