@@ -875,6 +875,29 @@ def test_a_uniqueid_twice_in_jsonl_every_way(way):
     ), messages
 
 
+@pytest.mark.parametrize("repeat", [False, True], ids=["distinct", "repeated"])
+def test_uniqueids_that_share_a_hash_are_told_apart_by_the_bulk_way(monkeypatch, repeat):
+    # On a Citus cluster the bulk way looks a batch up only when a hash of one of its
+    # uniqueids was met before: here every hash is the same, so every batch is looked up.
+    from cdrs.dataset.importer import pg_bulk
+
+    monkeypatch.setattr(pg_bulk, "uid_hash", lambda uid: 7)
+    load(example(cdrs=[]))
+    legs = [a_leg(f"h.{i}", archived=i % 4 == 0) for i in range(25)]
+    if repeat:
+        legs[22] = a_leg("h.8")  # archived the first time, live now: the other table
+
+    if repeat:
+        messages = errors_of(None, legs, batch_size=5, bulk=True, workers=0)
+        assert messages == [
+            'cdrs.jsonl line 23: uniqueid: "h.8" appears more than once in this import'
+        ]
+    else:
+        result = load(None, legs, batch_size=5, bulk=True, workers=0)
+        assert result.legs == 25
+        assert Leg.objects.count() + ArchivedLeg.objects.count() == 25
+
+
 def test_references_may_point_to_stored_objects():
     load(EXAMPLE)
     load(

@@ -20,9 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdrs import totals
-from cdrs.dataset.importer import DatasetError, import_dataset
+from cdrs.dataset.importer import DatasetError, import_dataset, pg_bulk
 from cdrs.models import ArchivedLeg, CallTotals, Leg
-from enswitch.citus import is_distributed
 
 pytestmark = pytest.mark.django_db
 
@@ -113,14 +112,8 @@ def run(step: tuple, legs: Legs) -> None:
     quiet = {"stdout": io.StringIO(), "stderr": io.StringIO()}
     if kind == "import":
         _, named, bulk = step
-        cluster = is_distributed()
-        if cluster and (legs or Leg.objects.exists() or ArchivedLeg.objects.exists()):
-            return  # on a Citus cluster the importer writes into an empty store only, so far
-
         data = {**BASE, "cdrs": [cdr(uid, leg, arch) for uid, (leg, arch) in named.items()]}
-        # On a cluster: one batch (a later batch looks up the earlier ones, which the
-        # importer cannot do there yet) and not the bulk way (it does not run there yet).
-        load(data, bulk=bulk and not cluster, batch_size=100 if cluster else 3)
+        load(data, bulk=bulk, batch_size=3)
         legs.update({uid: leg for uid, (leg, _) in named.items()})
     elif kind == "archive":
         call_command("archive_cdrs", "--before", str(step[1]), "--batch-size", "2", **quiet)
@@ -176,10 +169,17 @@ def test_archiving_and_restoring_leave_the_totals_as_they_are():
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the bulk way is PostgreSQL's")
-def test_the_bulk_import_into_an_empty_store_keeps_them():
-    if is_distributed():
-        pytest.skip("the bulk import does not run on a Citus cluster yet")
-    legs = {f"b{i}": (2 + i % 3, 1 if i % 2 else None, T0 + 97 * i, "in") for i in range(50)}
+@pytest.mark.parametrize(
+    ("held", "order"),
+    [(None, 1), (2, 1), (2, -1)],
+    ids=["held-to-the-end", "flushed-often", "flushed-often-legs-back-in-time"],
+)
+def test_the_bulk_import_into_an_empty_store_keeps_them(monkeypatch, held, order):
+    if held is not None:  # the counts written several times, a customer's hour in several
+        monkeypatch.setattr(pg_bulk, "TOTALS_HELD", held)
+    legs = {
+        f"b{i}": (2 + i % 3, 1 if i % 2 else None, T0 + 97 * i, "in") for i in range(50)[::order]
+    }
     data = {**BASE, "cdrs": [cdr(u, leg, i % 4 == 0) for i, (u, leg) in enumerate(legs.items())]}
     result = load(data, bulk=True, batch_size=7)
     assert "bulk" in result.method

@@ -20,7 +20,13 @@ from cdrs.dataset.importer.errors import DatasetError, Errors, Place, jsonl_plac
 from cdrs.dataset.importer.legs import LegChecker
 from cdrs.dataset.importer.passwords import hash_passwords
 from cdrs.dataset.importer.pg import cluster_session, lock_leg_tables, pg_empty, pg_session
-from cdrs.dataset.importer.pg_bulk import Payloads, PgBulkWriter, bulk_payloads, repeated_legs
+from cdrs.dataset.importer.pg_bulk import (
+    Payloads,
+    PgBulkWriter,
+    bulk_payloads,
+    repeated_legs,
+    uid_hashes,
+)
 from cdrs.dataset.importer.pg_staged import PgStagedWriter
 from cdrs.dataset.importer.processes import cores, quiet_worker
 from cdrs.dataset.importer.reading import (
@@ -34,7 +40,7 @@ from cdrs.dataset.importer.sections import TOP_LEVEL_KEYS, check_objects, write_
 from cdrs.dataset.importer.sqlite import SqliteWriter
 from cdrs.dataset.importer.tree import check_tree
 from cdrs.dataset.importer.values import show
-from cdrs.dataset.importer.writing import database_errors
+from cdrs.dataset.importer.writing import batch_totals, database_errors
 from enswitch.db import write_transaction
 
 ERROR_LIMIT = 100
@@ -108,6 +114,8 @@ class _Checked:
     legs: int = 0
     archived: int = 0
     costs: int = 0
+    hashes: list[int] = field(default_factory=list)  # of the uniqueids
+    deltas: dict = field(default_factory=dict)  # the call totals of the legs
 
 
 def _check_in_worker(job: tuple[list[tuple[int, bytes]], int]) -> _Checked:
@@ -120,7 +128,16 @@ def _check_in_worker(job: tuple[list[tuple[int, bytes]], int]) -> _Checked:
     if errors:
         return _Checked(errors.messages, errors.total, None)
     payloads = bulk_payloads(batch, first, _WORKER["raw"])
-    return _Checked([], 0, payloads, len(batch.rows), sum(batch.archived), len(batch.costs))
+    return _Checked(
+        [],
+        0,
+        payloads,
+        len(batch.rows),
+        sum(batch.archived),
+        len(batch.costs),
+        uid_hashes(batch),
+        batch_totals(batch),
+    )
 
 
 def _workers_for(writer: Any, asked: int | None) -> int:
@@ -296,7 +313,9 @@ class _Loader:
         self, checked: _Checked, chunk: list[tuple[int, bytes]], first: int, place: Place
     ) -> list[str]:
         writer: PgBulkWriter = self.writer
-        found = writer.write_payloads(checked.payloads, first, first + len(chunk) - 1)
+        found = writer.write_payloads(
+            checked.payloads, first, first + len(chunk) - 1, checked.hashes
+        )
         if found is not None:
             # Rare: read the chunk again to say where.
             batch = self.checker.check(parse_lines(chunk, place, Errors(0)), place, Errors(0))
@@ -304,6 +323,7 @@ class _Loader:
         writer.counts.legs += checked.legs
         writer.counts.archived += checked.archived
         writer.counts.costs += checked.costs
+        writer.add_totals(checked.deltas)
         return []
 
 

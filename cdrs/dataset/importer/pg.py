@@ -101,6 +101,9 @@ def pg_session(connection: Any) -> bool:
         cur.execute("ROLLBACK TO SAVEPOINT enswitch_replica")
         return False
     cur.execute("RELEASE SAVEPOINT enswitch_replica")
+    # Again outside the savepoint: Citus passes on to the connections it opens later in
+    # this transaction only what was SET at its top level.
+    cur.execute("SET LOCAL session_replication_role = replica")
     for model in (Customer, Currency, Peer, Card, Invoice):
         lock = sql.SQL("WITH l AS (SELECT 1 FROM {} FOR KEY SHARE) SELECT count(*) FROM l")
         cur.execute(lock.format(sql.Identifier(model._meta.db_table)))

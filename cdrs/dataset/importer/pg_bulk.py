@@ -13,8 +13,8 @@ from cdrs import totals
 from cdrs.archive import Tables
 from cdrs.dataset.importer.errors import repeated_uniqueid
 from cdrs.dataset.importer.legs import Batch
-from cdrs.dataset.importer.pg import LEG_COPY_TYPES, LEG_TABLES, PgWriter
-from cdrs.dataset.importer.writing import SIDES, by_side, other_side, side_of
+from cdrs.dataset.importer.pg import LEG_COPY_TYPES, LEG_TABLES, PgWriter, identifiers
+from cdrs.dataset.importer.writing import SIDES, batch_totals, by_side, other_side, side_of
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,12 @@ class PgBulkWriter(PgWriter):
     The unique constraints on uniqueid stay: a uniqueid given twice is refused as it
     arrives, and each batch is looked up in the other table's index. For legs in time
     order (uniqueids growing) they cost little, and the database has time to spare
-    while this process reads and checks the next batch.
+    while this process reads and checks the next batch. On a Citus cluster (no unique
+    constraint on uniqueid) this process keeps a hash of every uniqueid written, and
+    only a batch with a hash met before is looked up in the tables.
+
+    The call totals are counted here from the legs written (cdrs/totals.py `deltas_of`)
+    and copied in at the end, or whenever TOTALS_HELD customer-hours are held.
 
     Without the privilege to skip foreign-key triggers, the tables' foreign keys are
     dropped too and added again at the end (one validating join each, instead of a
@@ -44,6 +49,9 @@ class PgBulkWriter(PgWriter):
         super().__init__(connection, replica=replica)
         self.next_id = self.floor + 1
         self.span: dict[Tables, _Span] = by_side(lambda: None)  # uniqueids written
+        self.deltas: totals.Deltas = {}  # call totals of legs written, not yet flushed
+        self.totals_upto: int | None = None  # the latest hour of the totals written
+        self.seen: set[int] = set()  # cluster: uid_hash() of each uniqueid written
         cur = self.raw.cursor()
         t = self.t
         names = [m._meta.db_table for m in LEG_TABLES]
@@ -59,10 +67,9 @@ class PgBulkWriter(PgWriter):
         self.ddl = [
             _Ddl(sql.SQL("DROP INDEX {}").format(sql.Identifier(schema, index)), indexdef)
             for schema, index, indexdef in cur.fetchall()
-            # On the cluster the uniqueid index serves the lookups of every batch, and
-            # with the workers' foreign-key checks pending (no replica mode) no index
-            # may be built in this transaction.
-            if not (self.distributed and (indexdef.endswith("(uniqueid)") or not replica))
+            # On the cluster, with the workers' foreign-key checks pending (no replica
+            # mode), no index may be built in this transaction.
+            if not (self.distributed and not replica)
         ]
         # (On a Citus cluster the foreign keys stay: the workers' deferred checks would
         # hold up the ALTER TABLEs.)
@@ -128,15 +135,62 @@ class PgBulkWriter(PgWriter):
 
     def write(self, batch: Batch) -> list[str]:
         first = self.reserve(len(batch.rows))
-        found = self.write_payloads(bulk_payloads(batch, first, self.raw), first, self.next_id - 1)
+        found = self.write_payloads(
+            bulk_payloads(batch, first, self.raw), first, self.next_id - 1, uid_hashes(batch)
+        )
         if found is not None:
             return repeated_legs(batch, found)
         self.counts.add(batch)
+        self.add_totals(batch_totals(batch))
         return []
 
-    def write_payloads(self, payloads: Payloads, first: int, last: int) -> set[str] | None:
-        """COPY a batch's legs (ids first..last) and costs. Returns None, or the
-        uniqueids this import had already given (nothing more must be written then)."""
+    def add_totals(self, deltas: totals.Deltas) -> None:
+        """Count a written batch's legs in the call totals; held here up to a bound."""
+        add_deltas(self.deltas, deltas)
+        if len(self.deltas) >= TOTALS_HELD:
+            self._flush_totals()
+
+    def _flush_totals(self) -> None:
+        """The counts held so far into the table. The store was empty, so a customer's
+        hour after every hour written before is new: copied straight in; the others
+        (few, for legs in time order) are added through a temporary table."""
+        cur = self.raw.cursor()
+        table = sql.Identifier(totals.TABLE)
+        if self.totals_upto is None:
+            cur.execute(sql.SQL("DELETE FROM {}").format(table))
+        upto = self.totals_upto
+        new = [(c, h, *n) for (c, h), n in self.deltas.items() if upto is None or h > upto]
+        again = [(c, h, *n) for (c, h), n in self.deltas.items() if upto is not None and h <= upto]
+        self.totals_upto = max([upto or 0, *(row[1] for row in new)])
+        self.deltas = {}
+        if again:
+            cur.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE IF NOT EXISTS {} (customer_id bigint, hour bigint, "
+                    "inbound bigint, outbound bigint, internal bigint) ON COMMIT DROP"
+                ).format(_STAGED_TOTALS)
+            )
+            cur.execute(sql.SQL("TRUNCATE {}").format(_STAGED_TOTALS))
+        for target, rows in ((table, new), (_STAGED_TOTALS, again)):
+            if rows:
+                copy_rows = sql.SQL("COPY {} (customer_id, hour, {}) FROM STDIN").format(
+                    target, identifiers(totals.COUNTS)
+                )
+                with cur.copy(copy_rows) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        if again:
+            select = sql.SQL("SELECT customer_id, hour, {} FROM {}").format(
+                identifiers(totals.COUNTS), _STAGED_TOTALS
+            )
+            cur.execute(totals.upsert_sql(select.as_string(self.raw)))
+
+    def write_payloads(
+        self, payloads: Payloads, first: int, last: int, hashes: list[int]
+    ) -> set[str] | None:
+        """COPY a batch's legs (ids first..last) and costs; `hashes`: hash() of their
+        uniqueids. Returns None, or the uniqueids this import had already given (nothing
+        more must be written then)."""
         import psycopg
 
         cur = self.raw.cursor()
@@ -155,7 +209,7 @@ class PgBulkWriter(PgWriter):
                 with cur.copy(self.copy_cost[side]) as copy:
                     copy.write(costs)
         if self.distributed:
-            return self._repeated(cur, first, last)
+            return self._repeated(cur, first, last, hashes)
         # A uniqueid of the batch may already be in the other table only if the batch's
         # uniqueids and the other table's overlap: rarely so for legs in time order.
         looks = [side for side in SIDES if _overlap(payloads[side][2], self.span[other_side(side)])]
@@ -174,11 +228,17 @@ class PgBulkWriter(PgWriter):
                 return twice
         return None
 
-    def _repeated(self, cur: Any, first: int, last: int) -> set[str] | None:
+    def _repeated(self, cur: Any, first: int, last: int, hashes: list[int]) -> set[str] | None:
         """Cluster: the uniqueids of legs first..last that an earlier batch gave, in
-        either table (a batch's own repeats are refused before it is written)."""
+        either table (a batch's own repeats are refused before it is written). Only the
+        legs whose hash an earlier batch had are looked up (rare but for true repeats)."""
+        mine = set(hashes)
+        met = mine & self.seen
+        self.seen |= mine
+        if not met:
+            return None
         cur.execute(self.batch_uids, (first, last, first, last))
-        uids = [uid for (uid,) in cur.fetchall()]
+        uids = [uid for (uid,) in cur.fetchall() if uid_hash(uid) in met]
         twice: set[str] = set()
         for side in SIDES:
             if self.written[side]:
@@ -195,11 +255,15 @@ class PgBulkWriter(PgWriter):
         for ddl in self.ddl:
             cur.execute(ddl.create)
         # The store was empty: the call totals are those of this import's legs.
-        for statement in totals.rebuild_sql():
-            cur.execute(statement)
+        self._flush_totals()
         self._analyze()
         return []
 
+
+# Customer-hours of call totals held in memory before they are written (some 300 bytes
+# each); a large import flushes them several times.
+TOTALS_HELD = 250_000
+_STAGED_TOTALS = sql.Identifier("enswitch_import_totals")
 
 _PLAN_BY_HAND = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
 
@@ -251,6 +315,28 @@ def _widen(span: _Span, more: _Span) -> _Span:
 def _overlap(a: _Span, b: _Span) -> bool:
     # Python orders strings by code point, as the "C" collation of the columns does.
     return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
+
+
+def uid_hash(uid: str) -> int:
+    """64 bits of a uniqueid: the same in the worker processes (forked, so they share
+    this process's hash seed). Two uniqueids may share one: a hash met before is only a
+    reason to look the uniqueid up."""
+    return hash(uid)
+
+
+def uid_hashes(batch: Batch) -> list[int]:
+    return [uid_hash(row[0]) for row in batch.rows]
+
+
+def add_deltas(into: totals.Deltas, more: totals.Deltas) -> None:
+    for key, counts in more.items():
+        mine = into.get(key)
+        if mine is None:
+            into[key] = list(counts)
+        else:
+            mine[0] += counts[0]
+            mine[1] += counts[1]
+            mine[2] += counts[2]
 
 
 def repeated_legs(batch: Batch, uids: set[str]) -> list[str]:
