@@ -9,7 +9,7 @@ the number of rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from itertools import islice
 from typing import Any, Literal, TypedDict, get_type_hints
@@ -118,7 +118,12 @@ def row_to_dict(r: tuple, currency: str) -> Row:
 
 
 def stream_rows(qs: QuerySet, currency: str) -> Iterator[bytes]:
-    """The envelope, then the rows a chunk at a time.
+    """The envelope, then the rows a chunk at a time (`stream`)."""
+    return stream(qs, lambda batch: [row_to_dict(r, currency) for r in batch])
+
+
+def stream(qs: QuerySet, encode: Callable[[list[tuple]], list[dict]]) -> Iterator[bytes]:
+    """The envelope, then `qs`'s rows a chunk at a time, each chunk made dicts by `encode`.
 
     The query runs (and can fail) before the first byte is yielded, so the caller can
     still answer a failure with an error envelope. Inside a transaction PostgreSQL
@@ -132,7 +137,7 @@ def stream_rows(qs: QuerySet, currency: str) -> Iterator[bytes]:
         yield OK_HEAD
         separator = b""
         while batch:
-            yield separator + orjson.dumps([row_to_dict(r, currency) for r in batch])[1:-1]
+            yield separator + orjson.dumps(encode(batch))[1:-1]
             separator = b","
             batch = list(islice(rows, chunk))
         yield b"]}"
@@ -154,21 +159,12 @@ TOTALS_FIELDS: dict[str, Any] = get_type_hints(TotalsRow)
 
 def stream_totals(qs: QuerySet) -> Iterator[bytes]:
     """cdrs/totals/list's envelope, its rows (customer, hour, inbound, outbound,
-    internal) a chunk at a time, as stream_rows does."""
-    chunk = settings.ENSWITCH_STREAM_CHUNK
-    with transaction.atomic(using=qs.db):  # on the node the rows are read from
-        use_statement_timeout(settings.ENSWITCH_EXPORT_TIMEOUT_MS, local=True, using=qs.db)
-        rows = qs.iterator(chunk_size=chunk)
-        batch = list(islice(rows, chunk))
-        yield OK_HEAD
-        separator = b""
-        while batch:
-            data = [
-                {"customer": c, "start": h, "end": h + 3599, "inbound": i, "outbound": o,
-                 "internal": n}
-                for c, h, i, o, n in batch
-            ]  # fmt: skip
-            yield separator + orjson.dumps(data)[1:-1]
-            separator = b","
-            batch = list(islice(rows, chunk))
-        yield b"]}"
+    internal) a chunk at a time (`stream`)."""
+    return stream(qs, _totals_dicts)
+
+
+def _totals_dicts(batch: list[tuple]) -> list[dict]:
+    return [
+        {"customer": c, "start": h, "end": h + 3599, "inbound": i, "outbound": o, "internal": n}
+        for c, h, i, o, n in batch
+    ]
